@@ -1,0 +1,1 @@
+"""The ``flickermine`` command: a thin shell over the library, one module per subcommand."""

@@ -1,0 +1,50 @@
+"""Entry point: ``flickermine <command> ...``; ``main(argv)`` is callable from Python too."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from flickermine import __version__
+from flickermine.cli import convert, demo, mine
+from flickermine.errors import FlickermineError
+
+COMMANDS = (mine, convert, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every subcommand registered)."""
+    parser = argparse.ArgumentParser(
+        prog="flickermine",
+        description="Mine hard examples for an object detector from unlabeled video.",
+    )
+    parser.add_argument("--version", action="version", version=f"flickermine {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 partial failure, 2 error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except FlickermineError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

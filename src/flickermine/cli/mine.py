@@ -1,0 +1,123 @@
+"""``flickermine mine``: find hard negatives (flickers) in videos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from flickermine.cli._common import check_output_dir, progress_bar
+from flickermine.mine import MinerParams, find_jobs, mine_many
+from flickermine.mine.run import JobOutcome
+from flickermine.video import VideoReader
+
+# (flag, seed alias, parameter, type); defaults and help come from MinerParams.
+PARAM_FLAGS: tuple[tuple[str, str | None, str, type], ...] = (
+    ("--score-threshold", "--validScore", "score_threshold", float),
+    ("--window", "--alpha", "window", int),
+    ("--iou-threshold", "--iouThr", "iou_threshold", float),
+    ("--search-margin", "--beta", "search_margin", int),
+    ("--similarity-threshold", "--validSimScore", "similarity_threshold", float),
+    ("--border-margin", "--crossBoundary", "border_margin", float),
+    ("--min-area", "--smallBoxSize", "min_area", float),
+    ("--confident-score", None, "confident_score", float),
+)
+
+
+def add_param_flags(parser: argparse.ArgumentParser) -> None:
+    """The miner's parameters as flags (with the seed's names as aliases)."""
+    group = parser.add_argument_group("mining parameters (seed defaults; see MinerParams)")
+    defaults = MinerParams()
+    for flag, alias, name, kind in PARAM_FLAGS:
+        flags = [flag] + ([alias] if alias else [])
+        group.add_argument(
+            *flags, dest=name, type=kind, default=getattr(defaults, name),
+            help=f"default {getattr(defaults, name)}",
+        )  # fmt: skip
+
+
+def params_from_args(args: argparse.Namespace) -> MinerParams:
+    """:class:`MinerParams` from parsed flags."""
+    return MinerParams(**{name: getattr(args, name) for _, _, name, _ in PARAM_FLAGS})
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "mine",
+        help="find hard negatives (flickers) in videos",
+        description="Find detections without temporal support (hard negatives) and write "
+        "frames, pictures, the seed's result file and per-detection verdicts.",
+    )
+    p.add_argument("video", nargs="?", help="a video file or a folder of videos")
+    p.add_argument("--videoPath", dest="video_alias", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--detections", "--detectionsFilePath", dest="detections", required=True,
+        help="detection file (.parquet or legacy .txt), or a folder of them named after videos",
+    )  # fmt: skip
+    p.add_argument("--out", default="mined", help="output folder (default: ./mined)")
+    p.add_argument("--workers", type=int, default=1, help="videos mined in parallel")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results")
+    p.add_argument("--resume", action="store_true", help="skip videos already finished")
+    p.add_argument(
+        "--allow-partial", action="store_true",
+        help="mine detection files that cover only the first frames of their video",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_param_flags(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    video = args.video or args.video_alias
+    if not video:
+        raise SystemExit("flickermine mine: error: a VIDEO (file or folder) is required")
+    params = params_from_args(args)
+    jobs = find_jobs(video, args.detections)
+    out = Path(args.out)
+    check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    total = sum(VideoReader(job.video).num_frames for job in jobs)
+    bar = progress_bar(total, f"mining {len(jobs)} video(s)", disable=args.quiet)
+
+    def on_done(outcome: JobOutcome) -> None:
+        if outcome.skipped and outcome.summary is None:
+            bar.update(VideoReader(outcome.job.video).num_frames)
+        bar.set_postfix_str(outcome.job.stem, refresh=True)
+
+    with bar:
+        outcomes = mine_many(
+            jobs, out, params, workers=args.workers, overwrite=args.overwrite,
+            resume=args.resume, partial=args.allow_partial, progress=bar.update, on_done=on_done,
+        )  # fmt: skip
+    if not args.quiet:
+        print(format_summary(outcomes, out))
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        print(f"Error: {o.job.video}: {o.error}", file=__import__("sys").stderr)
+    return 1 if failed else 0
+
+
+def format_summary(outcomes: list[JobOutcome], out: Path) -> str:
+    """The one-screen summary printed after mining."""
+    keys = ("frames", "valid_detections", "candidates", "hard_negatives", "frames_written")
+    totals = dict.fromkeys(keys, 0)
+    seconds = 0.0
+    done = [o for o in outcomes if o.summary]
+    for o in done:
+        assert o.summary is not None
+        for k in keys:
+            totals[k] += int(o.summary[k])
+        seconds += float(o.summary["seconds"])
+    skipped = sum(o.skipped for o in outcomes)
+    failed = sum(bool(o.error) for o in outcomes)
+    lines = [
+        f"flickermine mine: {len(done)} video(s) mined, {skipped} skipped (done before), "
+        f"{failed} failed",
+        f"  frames             {totals['frames']:>10}",
+        f"  detections (valid) {totals['valid_detections']:>10}",
+        f"  candidates         {totals['candidates']:>10}",
+        f"  hard negatives     {totals['hard_negatives']:>10}",
+        f"  frames written     {totals['frames_written']:>10}",
+        f"  time               {seconds:>9.1f}s",
+        f"  results in         {out}",
+    ]
+    return "\n".join(lines)

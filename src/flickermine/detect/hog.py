@@ -1,0 +1,75 @@
+"""OpenCV's built-in HOG people detector: no weights to download, the offline default."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from flickermine.errors import ConfigError
+
+FrameDetections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+
+class HogPeopleDetector:
+    """Dalal–Triggs HOG + linear SVM pedestrian detector from OpenCV (``opencv<5``).
+
+    HOG gives an SVM margin, not a probability; it is mapped to a score in (0, 1) with a
+    logistic function, ``score = 1 / (1 + exp(-margin))``, so a margin of 0 is 0.5 and the
+    miner's probability-style thresholds apply.
+
+    Args:
+        win_stride: window step in pixels; smaller finds more people, slower.
+        scale: image pyramid factor; closer to 1 finds more sizes, slower.
+        upscale: resize frames by this factor before detection (boxes are mapped back); HOG's
+            window is 64x128, so people shorter than about 128 / upscale pixels are missed.
+        score_threshold: boxes scoring below it are dropped.
+    """
+
+    description = "opencv-hog-people"
+    category = "person"
+
+    def __init__(
+        self,
+        win_stride: int = 8,
+        scale: float = 1.05,
+        upscale: float = 1.0,
+        score_threshold: float = 0.5,
+    ) -> None:
+        if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            raise ConfigError(
+                "this OpenCV build has no HOG people detector (opencv-python-headless>=5 "
+                "removed it); install opencv-python-headless<5"
+            )
+        if upscale <= 0:
+            raise ConfigError(f"upscale: expected a value > 0, got {upscale}")
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.win_stride = win_stride
+        self.scale = scale
+        self.upscale = upscale
+        self.score_threshold = score_threshold
+
+    def __call__(self, frames: list[npt.NDArray[np.uint8]]) -> list[FrameDetections]:
+        """Detect people in a batch of BGR frames ``(H, W, 3)``; per frame ``(K, 4)`` xyxy
+        boxes and ``(K,)`` scores."""
+        return [self._one(f) for f in frames]
+
+    def _one(self, image: npt.NDArray[np.uint8]) -> FrameDetections:
+        if self.upscale != 1.0:
+            image = cv2.resize(image, None, fx=self.upscale, fy=self.upscale)
+        rects, margins = self._hog.detectMultiScale(
+            image,
+            winStride=(self.win_stride, self.win_stride),
+            padding=(8, 8),
+            scale=self.scale,
+        )
+        if len(rects) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        xywh = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        score = (1.0 / (1.0 + np.exp(-np.asarray(margins, np.float64).ravel()))).astype(
+            np.float32
+        )
+        keep = score >= self.score_threshold
+        return xyxy[keep], score[keep]

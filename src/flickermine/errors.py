@@ -1,0 +1,27 @@
+"""Exception hierarchy: the library raises these, the CLI turns them into ``Error: ...``."""
+
+from __future__ import annotations
+
+
+class FlickermineError(Exception):
+    """Base class of every error flickermine raises on purpose."""
+
+
+class InvalidDetectionsError(FlickermineError, ValueError):
+    """Detections that break the contract of :class:`~flickermine.structures.VideoDetections`."""
+
+
+class DetectionFileError(FlickermineError):
+    """A detection file that cannot be read (garbled, truncated, wrong format)."""
+
+
+class VideoError(FlickermineError):
+    """A video that cannot be opened or decoded."""
+
+
+class OutputExistsError(FlickermineError):
+    """An output that already exists and would be overwritten."""
+
+
+class ConfigError(FlickermineError, ValueError):
+    """Invalid parameters or inconsistent inputs."""

@@ -1,0 +1,135 @@
+"""The seed's text format (SPEC §2.1), read and written exactly.
+
+Per frame, in order::
+
+    FRAME NUMBER: <n>          (1-based; any text on this line is accepted when reading)
+    <k>
+    <x> <y> <w> <h> <score>    (k lines)
+
+The seed's Caffe script wrote ``w = x2 - x1 + 1``; such files load as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from flickermine._atomic import atomic_path
+from flickermine.errors import DetectionFileError, InvalidDetectionsError
+from flickermine.structures import VideoDetections, xywh_to_xyxy, xyxy_to_xywh
+
+
+def read_legacy(path: str | os.PathLike[str]) -> VideoDetections:
+    """Read a legacy ``FRAME NUMBER:`` file into :class:`VideoDetections` (frames 0-based).
+
+    Raises:
+        DetectionFileError: unreadable, garbled or truncated file (message names file and line).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise DetectionFileError(f"{p}: detection file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DetectionFileError(f"{p}: cannot read detection file: {exc}") from None
+    lines = text.splitlines()
+    # Trailing blank lines are harmless.
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+
+    counts: list[int] = []
+    box_starts: list[int] = []  # 0-based line index of each frame's first box line
+    i = 0
+    while i < end:
+        # Header: any text. Count line follows.
+        if i + 1 >= end:
+            raise DetectionFileError(
+                f"{p}:{i + 1}: file ends after the header of frame {len(counts) + 1}: "
+                "the number of boxes is missing (interrupted run?)"
+            )
+        raw = lines[i + 1].strip()
+        try:
+            k = int(raw)
+        except ValueError:
+            raise DetectionFileError(
+                f"{p}:{i + 2}: expected the number of boxes of frame {len(counts) + 1}, "
+                f"got {raw[:60]!r}"
+            ) from None
+        if k < 0:
+            raise DetectionFileError(f"{p}:{i + 2}: negative box count {k}")
+        if i + 2 + k > end:
+            found = end - (i + 2)
+            raise DetectionFileError(
+                f"{p}:{end}: file ends inside frame {len(counts) + 1}: expected {k} boxes, "
+                f"found {found} (the detection run was probably interrupted)"
+            )
+        counts.append(k)
+        box_starts.append(i + 2)
+        i += 2 + k
+
+    n_boxes = sum(counts)
+    values = np.empty((n_boxes, 5), np.float64)
+    row = 0
+    for start, k in zip(box_starts, counts, strict=True):
+        if not k:
+            continue
+        chunk = lines[start : start + k]
+        try:
+            arr = np.array(" ".join(chunk).split(), dtype=np.float64)
+        except ValueError:
+            arr = np.empty(0)
+        if arr.size != 5 * k:
+            _raise_bad_box_line(p, chunk, start)
+        values[row : row + k] = arr.reshape(k, 5)
+        row += k
+
+    frame = np.repeat(np.arange(len(counts)), counts)
+    try:
+        return VideoDetections.from_rows(
+            frame=frame,
+            xyxy=xywh_to_xyxy(values[:, :4]),
+            score=values[:, 4],
+            num_frames=len(counts),
+            meta={"source": str(p), "format": "legacy"},
+        )
+    except InvalidDetectionsError as exc:
+        raise DetectionFileError(f"{p}: {exc}") from None
+
+
+def _raise_bad_box_line(p: Path, chunk: list[str], start: int) -> None:
+    for j, line in enumerate(chunk):
+        parts = line.split()
+        ok = len(parts) == 5
+        if ok:
+            try:
+                [float(v) for v in parts]
+            except ValueError:
+                ok = False
+        if not ok:
+            raise DetectionFileError(
+                f"{p}:{start + j + 1}: expected 5 numbers 'x y w h score', got {line[:80]!r}"
+            )
+    raise DetectionFileError(f"{p}:{start + 1}: garbled box lines")  # pragma: no cover
+
+
+def format_legacy(dets: VideoDetections) -> str:
+    """The legacy text for ``dets`` (frames numbered from 1, boxes as ``%f`` like the seed)."""
+    xywh = xyxy_to_xywh(dets.xyxy.astype(np.float64))
+    out: list[str] = []
+    offsets = dets.frame_offsets
+    for t in range(dets.num_frames):
+        a, b = int(offsets[t]), int(offsets[t + 1])
+        out.append(f"FRAME NUMBER: {t + 1}\n{b - a}\n")
+        for r in range(a, b):
+            x, y, w, h = xywh[r]
+            out.append(f"{x:f} {y:f} {w:f} {h:f} {float(dets.score[r]):f}\n")
+    return "".join(out)
+
+
+def write_legacy(dets: VideoDetections, path: str | os.PathLike[str]) -> None:
+    """Write ``dets`` atomically in the legacy text format."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(format_legacy(dets), encoding="utf-8")

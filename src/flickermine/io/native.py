@@ -1,0 +1,108 @@
+"""Native detection files (SPEC §2.2): Parquet (zstd), one row per box, metadata in the footer.
+
+Columns: ``frame`` (int32, 0-based), ``x1 y1 x2 y2 score`` (float32), ``label`` (int32 category
+id, or a category name when written by other tools). Frames without boxes have no rows; the frame
+count lives in the metadata under ``num_frames``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flickermine._atomic import atomic_path
+from flickermine.errors import DetectionFileError, InvalidDetectionsError
+from flickermine.structures import VideoDetections
+
+META_KEY = b"flickermine"
+FORMAT_VERSION = 1
+COLUMNS = ("frame", "x1", "y1", "x2", "y2", "score", "label")
+
+
+def to_table(dets: VideoDetections) -> pa.Table:
+    """The Arrow table (with metadata) for ``dets``."""
+    meta = {"format_version": FORMAT_VERSION, **dets.meta, "num_frames": dets.num_frames}
+    table = pa.table(
+        {
+            "frame": pa.array(dets.frame.astype(np.int32)),
+            "x1": pa.array(dets.xyxy[:, 0]),
+            "y1": pa.array(dets.xyxy[:, 1]),
+            "x2": pa.array(dets.xyxy[:, 2]),
+            "y2": pa.array(dets.xyxy[:, 3]),
+            "score": pa.array(dets.score),
+            "label": pa.array(dets.class_id),
+        }
+    )
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta, default=str).encode()})
+
+
+def write_native(dets: VideoDetections, path: str | os.PathLike[str]) -> None:
+    """Write ``dets`` atomically as a zstd-compressed Parquet file."""
+    with atomic_path(path) as tmp:
+        pq.write_table(to_table(dets), tmp, compression="zstd")
+
+
+def read_native(path: str | os.PathLike[str]) -> VideoDetections:
+    """Read a native Parquet detection file.
+
+    Raises:
+        DetectionFileError: missing file, not Parquet, missing columns or metadata, bad values.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DetectionFileError(f"{p}: detection file not found")
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise DetectionFileError(f"{p}: not a readable Parquet file: {exc}") from None
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DetectionFileError(
+            f"{p}: missing column(s) {', '.join(missing)}; expected {' '.join(COLUMNS)}"
+        )
+    meta = _read_meta(p, table.schema.metadata or {})
+    num_frames = meta.pop("num_frames", None)
+    if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 0):
+        raise DetectionFileError(f"{p}: metadata num_frames must be a non-negative integer")
+    label = table.column("label")
+    if pa.types.is_string(label.type) or pa.types.is_dictionary(label.type):
+        names = label.to_pylist()
+        vocab = sorted(set(names), key=names.index)
+        meta.setdefault("categories", {str(i): name for i, name in enumerate(vocab)})
+        lookup = {name: i for i, name in enumerate(vocab)}
+        class_id = np.array([lookup[n] for n in names], np.int32)
+    else:
+        class_id = label.to_numpy(zero_copy_only=False).astype(np.int32)
+
+    def col(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False)
+
+    try:
+        return VideoDetections.from_rows(
+            frame=col("frame"),
+            xyxy=np.stack([col("x1"), col("y1"), col("x2"), col("y2")], axis=1),
+            score=col("score"),
+            class_id=class_id,
+            num_frames=num_frames,
+            meta=meta,
+        )
+    except InvalidDetectionsError as exc:
+        raise DetectionFileError(f"{p}: {exc}") from None
+
+
+def _read_meta(p: Path, raw: dict[bytes, bytes]) -> dict[str, Any]:
+    if META_KEY not in raw:
+        return {}
+    try:
+        meta = json.loads(raw[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise DetectionFileError(f"{p}: metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DetectionFileError(f"{p}: metadata must be a JSON object")
+    return meta

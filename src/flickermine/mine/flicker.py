@@ -1,0 +1,218 @@
+"""The flicker miner (SPEC §3): detections without temporal support are hard negatives.
+
+The video is read once, forward, keeping only ``2 * window + 1`` frames. Frame ``t`` is judged
+when frame ``t + window`` arrives. Grey images and template matching are computed only for the
+candidates that need them: a neighbour detection overlapping the candidate's own box supports it
+whatever the template match says, so that cheap test runs first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from flickermine.mine.params import MinerParams
+from flickermine.structures import VideoDetections, box_area, iou_matrix
+from flickermine.video import Frame
+
+
+class Exclusion(IntEnum):
+    """Why a valid detection is not a candidate (``CANDIDATE`` when it is one)."""
+
+    CANDIDATE = 0
+    CONFIDENT = 1
+    SMALL = 2
+    BORDER = 3
+
+
+class Support(IntEnum):
+    """Outcome of the search for support in one direction."""
+
+    NOT_SEARCHED = 0  # not a candidate, or the other direction already supported it
+    NONE = 1  # no neighbour in the window supports it
+    OVERLAP = 2  # a neighbour detection overlaps its box or its tracked box
+    APPEARANCE = 3  # the template match fell below the similarity threshold
+
+
+@dataclass(frozen=True)
+class FrameVerdicts:
+    """The miner's verdicts for the valid detections of one frame.
+
+    Attributes:
+        frame: the decoded frame (its ``index`` is 0-based).
+        det_index: ``(K,)`` position of each valid detection among all of the frame's
+            detections in the input file.
+        xyxy: ``(K, 4)`` boxes. score: ``(K,)`` scores.
+        exclusion: ``(K,)`` :class:`Exclusion` codes.
+        before, after: ``(K,)`` :class:`Support` codes for the two directions.
+        before_offset, after_offset: ``(K,)`` frame distance of the supporting (or last
+            searched) neighbour; 0 where not searched.
+        hard_negative: ``(K,)`` bool.
+    """
+
+    frame: Frame
+    det_index: npt.NDArray[np.int64]
+    xyxy: npt.NDArray[np.float32]
+    score: npt.NDArray[np.float32]
+    exclusion: npt.NDArray[np.int8]
+    before: npt.NDArray[np.int8]
+    after: npt.NDArray[np.int8]
+    before_offset: npt.NDArray[np.int16]
+    after_offset: npt.NDArray[np.int16]
+    hard_negative: npt.NDArray[np.bool_]
+
+    @property
+    def index(self) -> int:
+        """0-based frame index."""
+        return self.frame.index
+
+
+def exclusions(
+    xyxy: npt.NDArray[np.floating],
+    score: npt.NDArray[np.floating],
+    params: MinerParams,
+    width: int,
+    height: int,
+) -> npt.NDArray[np.int8]:
+    """:class:`Exclusion` code of each box ``(K, 4)``: confident, then small, then border."""
+    m = params.border_margin
+    near_border = (
+        (xyxy[:, 0] < m) | (xyxy[:, 1] < m) | (xyxy[:, 2] > width - m) | (xyxy[:, 3] > height - m)
+    )
+    code = np.zeros(len(score), np.int8)
+    code[near_border] = Exclusion.BORDER
+    code[box_area(xyxy) < params.min_area] = Exclusion.SMALL
+    code[score >= params.confident_score] = Exclusion.CONFIDENT
+    return code
+
+
+def match_template(
+    gray_t: npt.NDArray[np.uint8],
+    gray_u: npt.NDArray[np.uint8],
+    box: npt.NDArray[np.floating],
+    margin: int,
+) -> tuple[float, npt.NDArray[np.float64]]:
+    """Find ``box``'s patch of ``gray_t`` inside its grown search region of ``gray_u``.
+
+    Returns:
+        The best ``TM_CCOEFF_NORMED`` score (non-finite scores count as 0) and the tracked box
+        ``(4,)`` xyxy of the patch's size at the best location.
+    """
+    height, width = gray_t.shape[:2]
+    x1 = min(max(math.floor(box[0]), 0), width - 1)
+    y1 = min(max(math.floor(box[1]), 0), height - 1)
+    x2 = max(min(math.ceil(box[2]), width), x1 + 1)
+    y2 = max(min(math.ceil(box[3]), height), y1 + 1)
+    patch = gray_t[y1:y2, x1:x2]
+    rx1, ry1 = max(x1 - margin, 0), max(y1 - margin, 0)
+    rx2, ry2 = min(x2 + margin, width), min(y2 + margin, height)
+    result = cv2.matchTemplate(gray_u[ry1:ry2, rx1:rx2], patch, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (lx, ly) = cv2.minMaxLoc(result)
+    if not math.isfinite(best):
+        best = 0.0
+    tracked = np.array([rx1 + lx, ry1 + ly, rx1 + lx + (x2 - x1), ry1 + ly + (y2 - y1)], float)
+    return float(best), tracked
+
+
+def iter_flickers(
+    frames: Iterable[Frame],
+    detections: VideoDetections,
+    params: MinerParams,
+    width: int,
+    height: int,
+) -> Iterator[FrameVerdicts]:
+    """Judge every valid detection of every frame that has a full window on both sides.
+
+    Args:
+        frames: decoded frames in order, numbered from 0 (e.g. a
+            :class:`~flickermine.video.VideoReader`).
+        detections: the video's detections (all scores; filtering happens here).
+        params: miner parameters.
+        width, height: frame size in pixels.
+
+    Yields:
+        :class:`FrameVerdicts` for each examined frame holding at least one valid detection,
+        in frame order.
+    """
+    valid_mask = detections.score >= params.score_threshold
+    rows = np.flatnonzero(valid_mask)
+    det_index = rows - detections.frame_offsets[detections.frame[rows]]
+    valid = detections.select(valid_mask)
+    w = params.window
+    buffer: deque[Frame] = deque(maxlen=2 * w + 1)
+    for frame in frames:
+        if frame.index >= valid.num_frames:
+            break
+        buffer.append(frame)
+        if len(buffer) == buffer.maxlen:
+            t = frame.index - w
+            sl = valid.frame_slice(t)
+            if sl.stop > sl.start:
+                yield _judge_frame(buffer, valid, det_index[sl], sl, params, width, height)
+
+
+def _judge_frame(
+    buffer: deque[Frame],
+    valid: VideoDetections,
+    det_index: npt.NDArray[np.int64],
+    sl: slice,
+    params: MinerParams,
+    width: int,
+    height: int,
+) -> FrameVerdicts:
+    w = params.window
+    current = buffer[w]
+    t = current.index
+    xyxy, score = valid.xyxy[sl], valid.score[sl]
+    k = len(score)
+    code = exclusions(xyxy, score, params, width, height)
+    support = {-1: np.zeros(k, np.int8), 1: np.zeros(k, np.int8)}
+    offset = {-1: np.zeros(k, np.int16), 1: np.zeros(k, np.int16)}
+    pending = np.flatnonzero(code == Exclusion.CANDIDATE)
+    for direction in (-1, 1):
+        todo = pending
+        for step in range(1, w + 1):
+            if todo.size == 0:
+                break
+            u = t + direction * step
+            neighbours = valid.xyxy[valid.frame_slice(u)]
+            if neighbours.shape[0] == 0:
+                continue  # an empty neighbour neither supports nor refutes
+            offset[direction][todo] = direction * step
+            own = iou_matrix(xyxy[todo], neighbours).max(axis=1) > params.iou_threshold
+            support[direction][todo[own]] = Support.OVERLAP
+            still = []
+            for i in todo[~own]:
+                best, tracked = match_template(
+                    current.gray, buffer[w + direction * step].gray, xyxy[i], params.search_margin
+                )
+                if best < params.similarity_threshold:
+                    support[direction][i] = Support.APPEARANCE
+                elif iou_matrix(tracked[None], neighbours).max() > params.iou_threshold:
+                    support[direction][i] = Support.OVERLAP
+                else:
+                    still.append(i)
+            todo = np.asarray(still, dtype=np.int64)
+        support[direction][todo] = Support.NONE
+        # The other direction only matters for boxes this one left unsupported.
+        pending = pending[support[direction][pending] == Support.NONE]
+    hard_negative = (support[-1] == Support.NONE) & (support[1] == Support.NONE)
+    return FrameVerdicts(
+        frame=current,
+        det_index=det_index,
+        xyxy=xyxy,
+        score=score,
+        exclusion=code,
+        before=support[-1],
+        after=support[1],
+        before_offset=offset[-1],
+        after_offset=offset[1],
+        hard_negative=hard_negative,
+    )

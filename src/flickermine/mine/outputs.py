@@ -1,0 +1,225 @@
+"""Everything the miner writes for one video, streamed so memory stays bounded.
+
+In the output folder ``DIR``, for a video with stem ``S``:
+
+* ``DIR/S.txt`` — the seed's result format: for every frame with a hard negative,
+  ``S/frame<n>.jpg`` (1-based), the box count, and ``x y w h flag`` lines (1 = pseudo-positive,
+  0 = hard negative);
+* ``DIR/frames/S/frame<n>.jpg`` — those frames, untouched;
+* ``DIR/visualizations/S/frame<n>.jpg`` — the same frames with verdicts drawn;
+* ``DIR/S.verdicts.parquet`` — one row per valid detection of every examined frame: its box,
+  score, verdict and the reason;
+* ``DIR/S.json`` — parameters and counts, written last: its presence marks the video as done.
+
+Every file appears atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flickermine._atomic import atomic_write_bytes, atomic_write_text
+from flickermine.errors import OutputExistsError
+from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
+from flickermine.report.draw import draw_verdicts
+from flickermine.video import Frame
+
+_EXCLUSION_TEXT = {
+    Exclusion.CONFIDENT: "not a candidate: confident score",
+    Exclusion.SMALL: "not a candidate: smaller than min_area",
+    Exclusion.BORDER: "not a candidate: near border",
+}
+_BATCH_ROWS = 65536
+JPEG_QUALITY = 95
+
+
+def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
+    """Where each output of video ``stem`` goes."""
+    return {
+        "result_txt": out_dir / f"{stem}.txt",
+        "verdicts": out_dir / f"{stem}.verdicts.parquet",
+        "summary": out_dir / f"{stem}.json",
+        "frames": out_dir / "frames" / stem,
+        "visualizations": out_dir / "visualizations" / stem,
+    }
+
+
+def remove_outputs(out_dir: Path, stem: str) -> None:
+    """Delete what an earlier run wrote for ``stem`` (only flickermine's own files)."""
+    for path in output_paths(out_dir, stem).values():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
+    """Outputs of ``stem`` that already exist."""
+    return [p for p in output_paths(out_dir, stem).values() if p.exists()]
+
+
+def _direction_text(kind: int, offset: int) -> str:
+    if kind == Support.NOT_SEARCHED:
+        return ""
+    if kind == Support.NONE:
+        return "none"
+    return f"{'overlap' if kind == Support.OVERLAP else 'appearance'}@{offset:+d}"
+
+
+def reason(exclusion: int, before: int, before_off: int, after: int, after_off: int) -> str:
+    """Human-readable reason for one verdict."""
+    if exclusion != Exclusion.CANDIDATE:
+        return _EXCLUSION_TEXT[Exclusion(exclusion)]
+    for kind, off in ((before, before_off), (after, after_off)):
+        if kind == Support.OVERLAP:
+            return f"supported at t{off:+d} by overlap"
+        if kind == Support.APPEARANCE:
+            return f"appearance changed at t{off:+d}"
+    return "hard negative: no support on either side"
+
+
+class VideoResultWriter:
+    """Writes one video's mining outputs as verdicts arrive (see module docstring)."""
+
+    def __init__(self, out_dir: Path, stem: str, params: dict[str, Any], *, overwrite: bool):
+        self.out_dir = Path(out_dir)
+        self.stem = stem
+        self.paths = output_paths(self.out_dir, stem)
+        found = existing_outputs(self.out_dir, stem)
+        if found and not overwrite:
+            raise OutputExistsError(
+                f"{found[0]}: output of an earlier run exists; pass overwrite=True "
+                "(--overwrite) to replace it or resume (--resume) to keep finished videos"
+            )
+        remove_outputs(self.out_dir, stem)
+        self.paths["frames"].mkdir(parents=True)
+        self.paths["visualizations"].mkdir(parents=True)
+        self.params = params
+        self._tmp_txt = self.out_dir / f".{stem}.txt.partial"
+        self._tmp_verdicts = self.out_dir / f".{stem}.verdicts.parquet.partial"
+        self._txt = self._tmp_txt.open("w", encoding="utf-8")
+        self._schema = pa.schema(
+            [
+                ("frame", pa.int32()),
+                ("det", pa.int32()),
+                ("x1", pa.float32()),
+                ("y1", pa.float32()),
+                ("x2", pa.float32()),
+                ("y2", pa.float32()),
+                ("score", pa.float32()),
+                ("candidate", pa.bool_()),
+                ("verdict", pa.string()),
+                ("reason", pa.string()),
+                ("before", pa.string()),
+                ("after", pa.string()),
+            ],
+            metadata={b"flickermine": json.dumps({"params": params}).encode()},
+        )
+        self._parquet = pq.ParquetWriter(self._tmp_verdicts, self._schema, compression="zstd")
+        self._rows: list[FrameVerdicts] = []
+        self._pending_rows = 0
+        self.counts = {
+            "frames_examined_with_detections": 0,
+            "valid_detections_examined": 0,
+            "candidates": 0,
+            "hard_negatives": 0,
+            "frames_written": 0,
+        }
+
+    def add(self, fv: FrameVerdicts) -> None:
+        """Record one frame's verdicts; write its pictures if it holds a hard negative."""
+        c = self.counts
+        c["frames_examined_with_detections"] += 1
+        c["valid_detections_examined"] += len(fv.score)
+        c["candidates"] += int(np.count_nonzero(fv.exclusion == Exclusion.CANDIDATE))
+        n_hn = int(np.count_nonzero(fv.hard_negative))
+        c["hard_negatives"] += n_hn
+        # Keep the arrays only: holding the frame itself would keep decoded images alive.
+        self._rows.append(dataclasses.replace(fv, frame=Frame(fv.index)))
+        self._pending_rows += len(fv.score)
+        if self._pending_rows >= _BATCH_ROWS:
+            self._flush()
+        if n_hn:
+            self._write_frame(fv)
+
+    def _write_frame(self, fv: FrameVerdicts) -> None:
+        name = f"frame{fv.index + 1}.jpg"
+        image = fv.frame.bgr
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        atomic_write_bytes(self.paths["frames"] / name, cv2.imencode(".jpg", image, params)[1])
+        picture = draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative)
+        atomic_write_bytes(
+            self.paths["visualizations"] / name, cv2.imencode(".jpg", picture, params)[1]
+        )
+        lines = [f"{self.stem}/{name}", str(len(fv.score))]
+        for box, hn in zip(fv.xyxy.astype(np.float64), fv.hard_negative, strict=True):
+            x1, y1, x2, y2 = box
+            lines.append(f"{x1:f} {y1:f} {x2 - x1:f} {y2 - y1:f} {0 if hn else 1}")
+        self._txt.write("\n".join(lines) + "\n")
+        self.counts["frames_written"] += 1
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        rows = self._rows
+        frame = np.concatenate([np.full(len(r.score), r.index, np.int32) for r in rows])
+        xyxy = np.concatenate([r.xyxy for r in rows])
+        exclusion = np.concatenate([r.exclusion for r in rows])
+        hn = np.concatenate([r.hard_negative for r in rows])
+        reasons, befores, afters = [], [], []
+        for r in rows:
+            for i in range(len(r.score)):
+                b, bo = int(r.before[i]), int(r.before_offset[i])
+                a, ao = int(r.after[i]), int(r.after_offset[i])
+                reasons.append(reason(int(r.exclusion[i]), b, bo, a, ao))
+                befores.append(_direction_text(b, bo))
+                afters.append(_direction_text(a, ao))
+        table = pa.table(
+            {
+                "frame": frame,
+                "det": np.concatenate([r.det_index for r in rows]).astype(np.int32),
+                "x1": xyxy[:, 0],
+                "y1": xyxy[:, 1],
+                "x2": xyxy[:, 2],
+                "y2": xyxy[:, 3],
+                "score": np.concatenate([r.score for r in rows]),
+                "candidate": exclusion == Exclusion.CANDIDATE,
+                "verdict": np.where(hn, "hard_negative", "pseudo_positive"),
+                "reason": reasons,
+                "before": befores,
+                "after": afters,
+            },
+            schema=self._schema,
+        )
+        self._parquet.write_table(table)
+        self._rows = []
+        self._pending_rows = 0
+
+    def close(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Finish every file; the summary JSON is written last. Returns the summary."""
+        self._flush()
+        self._parquet.close()
+        self._txt.close()
+        os.replace(self._tmp_verdicts, self.paths["verdicts"])
+        os.replace(self._tmp_txt, self.paths["result_txt"])
+        full = {**summary, **self.counts, "params": self.params}
+        full["outputs"] = {k: str(v) for k, v in self.paths.items()}
+        atomic_write_text(self.paths["summary"], json.dumps(full, indent=2) + "\n")
+        return full
+
+    def abort(self) -> None:
+        """Close files after a failure; partial files are removed."""
+        self._parquet.close()
+        self._txt.close()
+        self._tmp_verdicts.unlink(missing_ok=True)
+        self._tmp_txt.unlink(missing_ok=True)

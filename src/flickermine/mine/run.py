@@ -1,0 +1,335 @@
+"""Mining whole videos and folders of videos: the library calls behind ``flickermine mine``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
+from flickermine.io import DETECTION_SUFFIXES, load_detections
+from flickermine.mine.flicker import iter_flickers
+from flickermine.mine.outputs import VideoResultWriter, output_paths
+from flickermine.mine.params import MinerParams
+from flickermine.structures import VideoDetections
+from flickermine.video import Frame, VideoReader, is_video_file
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class MineJob:
+    """One video and its detection file."""
+
+    video: Path
+    detections: Path
+
+    @property
+    def stem(self) -> str:
+        """Name used for the video's outputs."""
+        return self.video.stem
+
+
+class _FrameCounter:
+    """Counts frames passing through and reports them to a progress callback in small batches."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.count = 0
+        self._progress = progress
+
+    def wrap(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        pending = 0
+        for frame in frames:
+            self.count += 1
+            pending += 1
+            if self._progress is not None and pending >= 16:
+                self._progress(pending)
+                pending = 0
+            yield frame
+        if self._progress is not None and pending:
+            self._progress(pending)
+
+
+def check_frame_counts(
+    dets: VideoDetections, video_frames: int, det_source: str, video_source: str, *, partial: bool
+) -> VideoDetections:
+    """Reconcile the detections' frame count with the video's.
+
+    More detection frames than video frames is always an error. Fewer is an error unless
+    ``partial`` (then only the covered frames are mined): a legacy file that ends early usually
+    comes from an interrupted detection run.
+    """
+    n = dets.num_frames
+    if n > video_frames:
+        raise InvalidDetectionsError(
+            f"{det_source} has detections for {n} frames but {video_source} has only "
+            f"{video_frames} frames"
+        )
+    if n < video_frames and not partial:
+        raise InvalidDetectionsError(
+            f"{det_source} covers only {n} of the {video_frames} frames of {video_source} "
+            "(was the detection run interrupted?); pass partial=True (--allow-partial) to mine "
+            "the covered frames only"
+        )
+    return dets
+
+
+def mine_video(
+    video: str | os.PathLike[str],
+    detections: str | os.PathLike[str] | VideoDetections,
+    out_dir: str | os.PathLike[str],
+    params: MinerParams | None = None,
+    *,
+    overwrite: bool = False,
+    partial: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Mine one video for hard negatives and write its outputs (see :mod:`.outputs`).
+
+    Args:
+        video: the video file.
+        detections: its detection file (native ``.parquet`` or legacy ``.txt``) or detections.
+        out_dir: output folder (created if needed).
+        params: miner parameters (defaults: the seed's).
+        overwrite: replace this video's outputs from an earlier run.
+        partial: accept detections covering only the first frames of the video.
+        progress: called with the number of frames decoded since the last call.
+
+    Returns:
+        The summary written to ``out_dir/<stem>.json``: counts, timing, parameters, paths.
+    """
+    params = params or MinerParams()
+    start = time.perf_counter()
+    reader = VideoReader(video)
+    if isinstance(detections, VideoDetections):
+        dets, det_source = detections, "detections"
+    else:
+        dets, det_source = load_detections(detections), str(detections)
+    dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
+    writer = VideoResultWriter(
+        Path(out_dir), Path(video).stem, params.to_dict(), overwrite=overwrite
+    )
+    counter = _FrameCounter(progress)
+    try:
+        frames = counter.wrap(itertools.islice(iter(reader), dets.num_frames))
+        for verdicts in iter_flickers(frames, dets, params, reader.width, reader.height):
+            writer.add(verdicts)
+    except BaseException:
+        writer.abort()
+        raise
+    decoded = counter.count
+    if decoded < dets.num_frames:
+        writer.abort()
+        raise InvalidDetectionsError(
+            f"{det_source} has detections for {dets.num_frames} frames but only {decoded} "
+            f"frames could be decoded from {video}"
+        )
+    summary = {
+        "video": str(video),
+        "detections": det_source,
+        "frames": dets.num_frames,
+        "video_frames": reader.num_frames,
+        "fps": reader.fps,
+        "width": reader.width,
+        "height": reader.height,
+        "frames_examined": max(0, dets.num_frames - 2 * params.window),
+        "detections_total": len(dets),
+        "valid_detections": int((dets.score >= params.score_threshold).sum()),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    result = writer.close(summary)
+    logger.info("mined %s: %d hard negatives", video, result["hard_negatives"])
+    return result
+
+
+# ---------------------------------------------------------------------------- folders
+def _videos_in(folder: Path) -> list[Path]:
+    videos = sorted(p for p in folder.iterdir() if p.is_file() and is_video_file(p))
+    # The seed's layout: videoN/videoN.mkv (or any single video inside a sub-folder).
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        inside = sorted(p for p in sub.iterdir() if p.is_file() and is_video_file(p))
+        named = [p for p in inside if p.stem == sub.name]
+        if named:
+            videos.append(named[0])
+        elif len(inside) == 1:
+            videos.append(inside[0])
+    return videos
+
+
+def _detections_for(video: Path, folder: Path) -> Path | None:
+    names = [video.stem, video.parent.name] if video.parent.name != video.stem else [video.stem]
+    for name in names:
+        for suffix in DETECTION_SUFFIXES:
+            for candidate in (folder / f"{name}{suffix}", folder / name / f"{name}{suffix}"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def find_jobs(video: str | os.PathLike[str], detections: str | os.PathLike[str]) -> list[MineJob]:
+    """Pair videos with detection files.
+
+    ``video`` is a file or a folder of videos (also the seed's ``videoN/videoN.mkv`` layout);
+    ``detections`` is a file (for one video) or a folder of files named after the videos
+    (``<stem>.parquet`` or ``<stem>.txt``, possibly inside ``<stem>/``).
+
+    Raises:
+        ConfigError: missing paths, no videos, videos without detections, duplicate names.
+    """
+    vpath, dpath = Path(video), Path(detections)
+    if not vpath.exists():
+        raise ConfigError(f"{vpath}: no such video file or folder")
+    if not dpath.exists():
+        raise ConfigError(f"{dpath}: no such detection file or folder")
+    if vpath.is_file():
+        if dpath.is_dir():
+            found = _detections_for(vpath, dpath)
+            if found is None:
+                raise ConfigError(f"{dpath}: no detection file named after {vpath.name}")
+            dpath = found
+        return [MineJob(vpath, dpath)]
+    videos = _videos_in(vpath)
+    if not videos:
+        raise ConfigError(f"{vpath}: no video files found")
+    if dpath.is_file():
+        if len(videos) == 1:  # the seed's --videoPath videoN (a folder holding one video)
+            return [MineJob(videos[0], dpath)]
+        raise ConfigError(
+            f"{vpath} holds {len(videos)} videos: --detections must be a folder, not {dpath}"
+        )
+    jobs, missing, stems = [], [], set()
+    for v in videos:
+        if v.stem in stems:
+            raise ConfigError(f"{v}: two videos share the name {v.stem!r}; outputs would clash")
+        stems.add(v.stem)
+        found = _detections_for(v, dpath)
+        if found is None:
+            missing.append(v.name)
+        else:
+            jobs.append(MineJob(v, found))
+    if missing:
+        raise ConfigError(
+            f"{dpath}: no detection file for {len(missing)} video(s): {', '.join(missing[:10])}"
+        )
+    return jobs
+
+
+def is_done(job: MineJob, out_dir: Path, params: MinerParams) -> bool:
+    """Whether ``out_dir`` already holds finished outputs of ``job`` mined with ``params``."""
+    summary = output_paths(out_dir, job.stem)["summary"]
+    if not summary.is_file():
+        return False
+    try:
+        return bool(json.loads(summary.read_text())["params"] == params.to_dict())
+    except (ValueError, KeyError, OSError):
+        return False
+
+
+@dataclass
+class JobOutcome:
+    """What happened to one video of a batch."""
+
+    job: MineJob
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    skipped: bool = False
+
+
+def _worker(args: tuple[MineJob, str, MinerParams, bool, bool, Any]) -> dict[str, Any]:
+    job, out_dir, params, overwrite, partial, queue = args
+
+    def report(n: int) -> None:
+        queue.put(n)
+
+    return mine_video(
+        job.video, job.detections, out_dir, params,
+        overwrite=overwrite, partial=partial, progress=report,
+    )  # fmt: skip
+
+
+def mine_many(
+    jobs: list[MineJob],
+    out_dir: str | os.PathLike[str],
+    params: MinerParams | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    resume: bool = False,
+    partial: bool = False,
+    progress: ProgressCallback | None = None,
+    on_done: Callable[[JobOutcome], None] | None = None,
+) -> list[JobOutcome]:
+    """Mine several videos, ``workers`` at a time; a failing video does not stop the others.
+
+    With ``resume``, videos whose outputs were finished with the same parameters are skipped and
+    the rest are redone. ``progress`` receives decoded-frame increments from every worker.
+    """
+    params = params or MinerParams()
+    out = Path(out_dir)
+    outcomes: list[JobOutcome] = []
+    todo: list[MineJob] = []
+    for job in jobs:
+        if resume and is_done(job, out, params):
+            outcome = JobOutcome(job, skipped=True)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        else:
+            todo.append(job)
+    redo = overwrite or resume
+    if workers <= 1:
+        for job in todo:
+            outcome = JobOutcome(job)
+            try:
+                outcome.summary = mine_video(
+                    job.video, job.detections, out, params,
+                    overwrite=redo, partial=partial, progress=progress,
+                )  # fmt: skip
+            except FlickermineError as exc:
+                outcome.error = str(exc)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        return outcomes
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures: dict[Future[dict[str, Any]], MineJob] = {
+            pool.submit(_worker, (job, str(out), params, redo, partial, queue)): job for job in todo
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(queue, progress)
+            for fut in done:
+                outcome = JobOutcome(futures[fut])
+                try:
+                    outcome.summary = fut.result()
+                except FlickermineError as exc:
+                    outcome.error = str(exc)
+                outcomes.append(outcome)
+                if on_done:
+                    on_done(outcome)
+        _drain(queue, progress)
+    return outcomes
+
+
+def _drain(queue: Any, progress: ProgressCallback | None) -> None:
+    while True:
+        try:
+            n = queue.get_nowait()
+        except Empty:
+            return
+        if progress is not None:
+            progress(n)

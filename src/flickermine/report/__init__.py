@@ -1,0 +1,1 @@
+"""Pictures and pages a person reviews."""

@@ -1,0 +1,73 @@
+"""Vectorised box maths. Boxes are float arrays of shape ``(N, 4)``; the format is in the name.
+
+Coordinates are continuous pixels: a box ``xyxy = (x1, y1, x2, y2)`` has width ``x2 - x1``.
+
+>>> import numpy as np
+>>> a = np.array([[0, 0, 10, 10]], dtype=np.float32)
+>>> b = np.array([[5, 0, 15, 10], [20, 20, 30, 30]], dtype=np.float32)
+>>> iou_matrix(a, b).round(3).tolist()
+[[0.333, 0.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+
+
+def box_area(xyxy: FloatArray) -> FloatArray:
+    """Areas of boxes ``(N, 4)`` xyxy -> ``(N,)``; negative extents count as zero."""
+    w = np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None)
+    h = np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
+    return w * h
+
+
+def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
+    """Intersection over union of every box of ``a`` ``(N, 4)`` with every box of ``b`` ``(M, 4)``.
+
+    Returns:
+        ``(N, M)`` float array in [0, 1]; pairs whose union is empty get 0.
+    """
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return iou
+
+
+def grow_xyxy(xyxy: FloatArray, margin: float) -> FloatArray:
+    """Grow boxes ``(N, 4)`` by ``margin`` pixels on every side (shrink when negative)."""
+    out = np.array(xyxy, dtype=np.float64, copy=True).reshape(-1, 4)
+    out[:, :2] -= margin
+    out[:, 2:] += margin
+    return out
+
+
+def clip_xyxy(xyxy: FloatArray, width: int, height: int) -> FloatArray:
+    """Clip boxes ``(N, 4)`` to an image of ``width`` x ``height`` pixels."""
+    out = np.array(xyxy, copy=True).reshape(-1, 4)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    return out
+
+
+def xyxy_to_xywh(xyxy: FloatArray) -> FloatArray:
+    """``(N, 4)`` corners -> ``(N, 4)`` top-left corner plus size."""
+    out = np.array(xyxy, copy=True).reshape(-1, 4)
+    out[:, 2:] -= out[:, :2]
+    return out
+
+
+def xywh_to_xyxy(xywh: FloatArray) -> FloatArray:
+    """``(N, 4)`` top-left corner plus size -> ``(N, 4)`` corners."""
+    out = np.array(xywh, copy=True).reshape(-1, 4)
+    out[:, 2:] += out[:, :2]
+    return out
