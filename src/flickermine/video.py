@@ -38,7 +38,7 @@ _AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 class Frame:
     """One decoded frame; pixel arrays are produced on first access and cached."""
 
-    __slots__ = ("_av", "_bgr", "_gray", "index")
+    __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "index")
 
     def __init__(self, index: int, av_frame: Any = None, bgr: npt.NDArray[np.uint8] | None = None):
         self.index = index

@@ -57,7 +57,7 @@ class HogPeopleDetector:
 
     def _one(self, image: npt.NDArray[np.uint8]) -> FrameDetections:
         if self.upscale != 1.0:
-            image = cv2.resize(image, None, fx=self.upscale, fy=self.upscale)
+            image = np.asarray(cv2.resize(image, None, fx=self.upscale, fy=self.upscale), np.uint8)
         rects, margins = self._hog.detectMultiScale(
             image,
             winStride=(self.win_stride, self.win_stride),
@@ -68,8 +68,6 @@ class HogPeopleDetector:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         xywh = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        score = (1.0 / (1.0 + np.exp(-np.asarray(margins, np.float64).ravel()))).astype(
-            np.float32
-        )
+        score = (1.0 / (1.0 + np.exp(-np.asarray(margins, np.float64).ravel()))).astype(np.float32)
         keep = score >= self.score_threshold
         return xyxy[keep], score[keep]

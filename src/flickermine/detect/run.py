@@ -33,7 +33,7 @@ def detect_video(
         Detections (boxes clipped to the frame) with metadata describing video and detector.
     """
     reader = VideoReader(video)
-    frames: list[int] = []
+    frames: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     batch: list[Any] = []

@@ -8,6 +8,7 @@ whatever the template match says, so that cheap test runs first.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flickermine.mine.params import MinerParams
-from flickermine.structures import VideoDetections, box_area, iou_matrix
+from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix
 from flickermine.video import Frame
 
 
@@ -137,6 +138,8 @@ def iter_flickers(
         params: miner parameters.
         width, height: frame size in pixels.
 
+    Boxes reaching outside the image are clipped to it first.
+
     Yields:
         :class:`FrameVerdicts` for each examined frame holding at least one valid detection,
         in frame order.
@@ -145,6 +148,8 @@ def iter_flickers(
     rows = np.flatnonzero(valid_mask)
     det_index = rows - detections.frame_offsets[detections.frame[rows]]
     valid = detections.select(valid_mask)
+    # Boxes reaching outside the image are clipped to it (for judging and for the outputs).
+    valid = dataclasses.replace(valid, xyxy=clip_xyxy(valid.xyxy, width, height))
     w = params.window
     buffer: deque[Frame] = deque(maxlen=2 * w + 1)
     for frame in frames:

@@ -43,6 +43,14 @@ _BATCH_ROWS = 65536
 JPEG_QUALITY = 95
 
 
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """JPEG bytes of a BGR image ``(H, W, 3)``."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     """Where each output of video ``stem`` goes."""
     return {
@@ -155,12 +163,9 @@ class VideoResultWriter:
     def _write_frame(self, fv: FrameVerdicts) -> None:
         name = f"frame{fv.index + 1}.jpg"
         image = fv.frame.bgr
-        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-        atomic_write_bytes(self.paths["frames"] / name, cv2.imencode(".jpg", image, params)[1])
+        atomic_write_bytes(self.paths["frames"] / name, encode_jpeg(image))
         picture = draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative)
-        atomic_write_bytes(
-            self.paths["visualizations"] / name, cv2.imencode(".jpg", picture, params)[1]
-        )
+        atomic_write_bytes(self.paths["visualizations"] / name, encode_jpeg(picture))
         lines = [f"{self.stem}/{name}", str(len(fv.score))]
         for box, hn in zip(fv.xyxy.astype(np.float64), fv.hard_negative, strict=True):
             x1, y1, x2, y2 = box

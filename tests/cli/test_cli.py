@@ -1,0 +1,102 @@
+"""In-process CLI tests (``main([...])``) plus one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
+from flickermine.cli.main import main
+from flickermine.io import load_detections, save_detections, write_legacy
+
+N = 20
+
+
+@pytest.fixture
+def scene(tmp_path):
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]))
+    rows = [*sprite_rows(a, range(N)), (9, 180.0, 60.0, 228.0, 124.0, 0.9)]
+    dets = detections(rows, N)
+    write_legacy(dets, tmp_path / "walk.txt")
+    return video, tmp_path / "walk.txt"
+
+
+def test_mine_prints_a_summary(scene, tmp_path, capsys):
+    video, txt = scene
+    rc = main(["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "hard negatives              1" in out and "frames written              1" in out
+
+
+def test_seed_flag_names_are_accepted(scene, tmp_path):
+    video, txt = scene
+    argv = [
+        "mine", "--videoPath", str(video), "--detectionsFilePath", str(txt),
+        "--validScore", "0.7", "--alpha", "3", "--iouThr", "0.3", "--beta", "50",
+        "--validSimScore", "0.6", "--out", str(tmp_path / "o"), "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    params = json.loads((tmp_path / "o" / "walk.json").read_text())["params"]
+    assert params["score_threshold"] == 0.7 and params["window"] == 3
+    assert params["iou_threshold"] == 0.3 and params["search_margin"] == 50
+    assert params["similarity_threshold"] == 0.6
+
+
+def test_existing_output_folder_needs_overwrite(scene, tmp_path, capsys):
+    video, txt = scene
+    argv = ["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "not empty; pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert main([*argv, "--resume"]) == 0
+
+
+def test_bad_parameter_is_a_clear_error(scene, tmp_path, capsys):
+    video, txt = scene
+    argv = ["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--iou-threshold", "1.5"]) == 2
+    assert "iou_threshold: expected a value in [0, 1]" in capsys.readouterr().err
+
+
+def test_garbled_detections_error_names_file_and_line(scene, tmp_path, capsys):
+    video, txt = scene
+    txt.write_text(txt.read_text().replace("FRAME NUMBER: 3\n1\n", "FRAME NUMBER: 3\none\n"))
+    rc = main(["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "walk.txt:8: expected the number of boxes of frame 3" in err
+
+
+def test_convert_legacy_to_native_and_back(scene, tmp_path):
+    video, txt = scene
+    pq = tmp_path / "walk.parquet"
+    assert main(["convert", str(txt), str(pq), "--video", str(video), "--category", "thing"]) == 0
+    native = load_detections(pq)
+    assert native.meta["category"] == "thing" and native.meta["width"] == 320
+    assert main(["convert", str(pq), str(tmp_path / "back.txt")]) == 0
+    assert (tmp_path / "back.txt").read_text() == txt.read_text()
+    assert main(["convert", str(pq), str(tmp_path / "back.txt")]) == 2  # no silent overwrite
+
+
+def test_subprocess_smoke(scene, tmp_path):
+    video, txt = scene
+    save_detections(load_detections(txt), tmp_path / "walk.parquet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flickermine.cli.main", "mine", str(video), "--detections",
+         str(tmp_path / "walk.parquet"), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "hard negatives              1" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "flickermine.cli.main", "mine", str(tmp_path / "nope.mp4"),
+         "--detections", str(txt)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "nope.mp4" in bad.stderr
+    assert "Traceback" not in bad.stderr

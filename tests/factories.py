@@ -1,0 +1,94 @@
+"""Synthetic videos and detections for tests: real files, decoded by the real decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from flickermine.structures import VideoDetections
+
+
+def texture(seed: int, height: int, width: int, blur: float = 2.0) -> np.ndarray:
+    """A smooth random colour texture ``(H, W, 3)`` uint8 (distinctive for template matching)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(img, (0, 0), blur)
+
+
+@dataclass
+class Sprite:
+    """A textured rectangle drawn at ``positions[t] = (x, y)`` (top-left) in frame ``t``."""
+
+    patch: np.ndarray
+    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def box(self, t: int) -> tuple[float, float, float, float]:
+        x, y = self.positions[t]
+        h, w = self.patch.shape[:2]
+        return (float(x), float(y), float(x + w), float(y + h))
+
+
+def render_frames(
+    n_frames: int,
+    width: int = 320,
+    height: int = 240,
+    sprites: Sequence[Sprite] = (),
+    *,
+    background_seed: int = 0,
+    cut_at: int | None = None,
+) -> list[np.ndarray]:
+    """Frames of a static textured background with sprites; after ``cut_at`` the background
+    (a scene cut) changes."""
+    bg = texture(background_seed, height, width, blur=3)
+    bg2 = texture(background_seed + 1000, height, width, blur=3)
+    frames = []
+    for t in range(n_frames):
+        img = (bg2 if cut_at is not None and t >= cut_at else bg).copy()
+        for s in sprites:
+            if t in s.positions:
+                x, y = s.positions[t]
+                h, w = s.patch.shape[:2]
+                x0, y0 = max(x, 0), max(y, 0)
+                x1, y1 = min(x + w, width), min(y + h, height)
+                if x1 > x0 and y1 > y0:
+                    img[y0:y1, x0:x1] = s.patch[y0 - y : y1 - y, x0 - x : x1 - x]
+        frames.append(img)
+    return frames
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 25) -> Path:
+    """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "4", "preset": "ultrafast"}
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def detections(
+    rows: Sequence[tuple[int, float, float, float, float, float]], num_frames: int
+) -> VideoDetections:
+    """Detections from ``(frame, x1, y1, x2, y2, score)`` rows."""
+    arr = np.asarray(rows, np.float64).reshape(-1, 6)
+    return VideoDetections.from_rows(
+        frame=arr[:, 0].astype(int), xyxy=arr[:, 1:5], score=arr[:, 5], num_frames=num_frames
+    )
+
+
+def sprite_rows(
+    sprite: Sprite, frames: Sequence[int], score: float = 0.9
+) -> list[tuple[int, float, float, float, float, float]]:
+    """Detection rows that follow ``sprite`` exactly in ``frames``."""
+    return [(t, *sprite.box(t), score) for t in frames]

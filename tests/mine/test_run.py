@@ -1,0 +1,157 @@
+"""mine_video / mine_many: outputs on disk, folders, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import pyarrow.parquet as pq
+import pytest
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
+from flickermine.errors import ConfigError, InvalidDetectionsError, OutputExistsError
+from flickermine.io import save_detections, write_legacy
+from flickermine.mine import MinerParams, find_jobs, mine_many, mine_video
+from flickermine.structures import VideoDetections
+
+N = 20
+FALSE_BOX = (180.0, 60.0, 228.0, 124.0)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """A 20-frame video with a real walking object and a flicker in frame 9 (0-based)."""
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]))
+    dets = detections([*sprite_rows(a, range(N)), (9, *FALSE_BOX, 0.9)], N)
+    det_path = tmp_path / "walk.parquet"
+    save_detections(dets, det_path)
+    return video, det_path, dets
+
+
+def test_outputs_follow_the_seed_layout(scene, tmp_path):
+    video, det_path, _ = scene
+    out = tmp_path / "out"
+    s = mine_video(video, det_path, out)
+    assert (s["hard_negatives"], s["frames_written"], s["frames"]) == (1, 1, N)
+    lines = (out / "walk.txt").read_text().splitlines()
+    assert lines[0] == "walk/frame10.jpg" and lines[1] == "2"  # 1-based frame name
+    assert lines[2].split()[-1] == "1" and lines[3].split() == [
+        "180.000000", "60.000000", "48.000000", "64.000000", "0",
+    ]  # fmt: skip
+    frame = cv2.imread(str(out / "frames" / "walk" / "frame10.jpg"))
+    vis = cv2.imread(str(out / "visualizations" / "walk" / "frame10.jpg"))
+    assert frame.shape == vis.shape == (240, 320, 3)
+    # The hard negative is drawn red on the picture (B, G, R) at its left edge.
+    b, g, r = vis[90, 180].astype(int)
+    assert r > 200 and g < 60 and b < 60
+    assert (abs(frame.astype(int) - vis.astype(int)).sum(axis=2) > 60).any()
+
+
+def test_verdicts_record_every_valid_detection_with_reason(scene, tmp_path):
+    video, det_path, _ = scene
+    mine_video(video, det_path, tmp_path / "out")
+    t = pq.read_table(tmp_path / "out" / "walk.verdicts.parquet").to_pylist()
+    assert len(t) == N - 10 + 1  # one object in frames 5..14, plus the flicker
+    hn = [r for r in t if r["verdict"] == "hard_negative"]
+    assert len(hn) == 1 and hn[0]["frame"] == 9 and hn[0]["det"] == 1
+    assert hn[0]["reason"].startswith("hard negative") and hn[0]["before"] == "none"
+    assert {r["reason"] for r in t if r["verdict"] == "pseudo_positive"} == {
+        "supported at t-1 by overlap"
+    }
+    summary = json.loads((tmp_path / "out" / "walk.json").read_text())
+    assert summary["params"] == MinerParams().to_dict()
+
+
+def test_more_detection_frames_than_video_frames_names_both(scene, tmp_path):
+    video, _, dets = scene
+    longer = dets.with_num_frames(N + 5)
+    with pytest.raises(InvalidDetectionsError, match=f"{N + 5} frames.*only {N} frames"):
+        mine_video(video, longer, tmp_path / "out")
+
+
+def test_short_legacy_file_is_refused_unless_partial(scene, tmp_path):
+    video, _, dets = scene
+    short = dets.select(dets.frame < 15).with_num_frames(15)
+    write_legacy(short, tmp_path / "short.txt")
+    with pytest.raises(InvalidDetectionsError, match="covers only 15 of the 20 frames"):
+        mine_video(video, tmp_path / "short.txt", tmp_path / "out")
+    s = mine_video(video, tmp_path / "short.txt", tmp_path / "out2", partial=True)
+    assert s["frames"] == 15 and s["hard_negatives"] == 1
+
+
+def test_video_that_stops_decoding_early_is_reported(scene, tmp_path):
+    _, _, dets = scene
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    avi = write_video(tmp_path / "cut.avi", render_frames(N, sprites=[a]))
+    data = avi.read_bytes()
+    avi.write_bytes(data[: len(data) * 2 // 3])  # the header still promises 20 frames
+    from flickermine.video import VideoReader
+
+    assert VideoReader(avi).num_frames == N
+    with pytest.raises(InvalidDetectionsError, match=r"only \d+ frames could be decoded"):
+        mine_video(avi, dets, tmp_path / "out")
+    assert not (tmp_path / "out" / "cut.json").exists()
+
+
+def test_no_detections_is_an_empty_result(scene, tmp_path):
+    video, _, _ = scene
+    s = mine_video(video, VideoDetections.empty(N), tmp_path / "out")
+    assert s["hard_negatives"] == 0 and s["valid_detections"] == 0
+    assert (tmp_path / "out" / "walk.txt").read_text() == ""
+
+
+def test_existing_outputs_are_not_overwritten_silently(scene, tmp_path):
+    video, det_path, _ = scene
+    mine_video(video, det_path, tmp_path / "out")
+    with pytest.raises(OutputExistsError, match="walk"):
+        mine_video(video, det_path, tmp_path / "out")
+    mine_video(video, det_path, tmp_path / "out", overwrite=True)
+
+
+def test_folders_seed_layout_and_resume(scene, tmp_path):
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    (vids / "video1").mkdir(parents=True)
+    dets.mkdir()
+    shutil.copy(video, vids / "video1" / "video1.mp4")  # the seed's videoN/videoN layout
+    shutil.copy(video, vids / "clip2.mp4")
+    shutil.copy(det_path, dets / "video1.parquet")
+    shutil.copy(det_path, dets / "clip2.parquet")
+    jobs = find_jobs(vids, dets)
+    assert sorted(j.stem for j in jobs) == ["clip2", "video1"]
+    out = tmp_path / "out"
+    first = mine_many(jobs, out, workers=2)
+    assert all(o.summary and o.summary["hard_negatives"] == 1 for o in first)
+    again = mine_many(jobs, out, resume=True)
+    assert all(o.skipped for o in again)
+    # Other parameters: the finished videos are redone.
+    redo = mine_many(jobs, out, MinerParams(window=3), resume=True)
+    assert not any(o.skipped for o in redo) and all(o.summary for o in redo)
+
+
+def test_folder_with_a_video_lacking_detections_is_refused(scene, tmp_path):
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    shutil.copy(video, vids / "a.mp4")
+    shutil.copy(video, vids / "b.mp4")
+    shutil.copy(det_path, dets / "a.parquet")
+    with pytest.raises(ConfigError, match=r"no detection file for 1 video\(s\): b.mp4"):
+        find_jobs(vids, dets)
+
+
+def test_a_failing_video_does_not_stop_the_others(scene, tmp_path):
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    shutil.copy(video, vids / "good.mp4")
+    (vids / "bad.mp4").write_bytes(b"garbage" * 100)
+    shutil.copy(det_path, dets / "good.parquet")
+    shutil.copy(det_path, dets / "bad.parquet")
+    outcomes = {o.job.stem: o for o in mine_many(find_jobs(vids, dets), tmp_path / "out")}
+    assert outcomes["good"].summary is not None
+    assert "bad.mp4" in (outcomes["bad"].error or "")

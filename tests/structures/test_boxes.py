@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from flickermine.structures import clip_xyxy, grow_xyxy, iou_matrix, xywh_to_xyxy, xyxy_to_xywh
+
+coord = st.floats(-1000, 1000, allow_nan=False, width=32)
+
+
+def boxes(n: int):
+    return arrays(np.float64, (n, 4), elements=coord).map(
+        lambda a: np.concatenate(
+            [np.minimum(a[:, :2], a[:, 2:]), np.maximum(a[:, :2], a[:, 2:])], 1
+        )
+    )
+
+
+@given(boxes(5), boxes(3))
+def test_iou_is_symmetric_and_bounded(a, b):
+    m = iou_matrix(a, b)
+    assert m.shape == (5, 3)
+    assert np.all((m >= 0) & (m <= 1 + 1e-9))
+    np.testing.assert_allclose(m, iou_matrix(b, a).T)
+
+
+@given(boxes(4))
+def test_iou_of_a_box_with_itself_is_one_unless_empty(a):
+    diag = np.diag(iou_matrix(a, a))
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    np.testing.assert_allclose(diag[area > 0], 1.0)
+    assert np.all(diag[area == 0] == 0)
+
+
+def test_iou_known_values_and_empty_inputs():
+    a = np.array([[0, 0, 10, 10]], float)
+    assert iou_matrix(a, np.array([[0, 0, 10, 5]], float))[0, 0] == 0.5
+    assert iou_matrix(a, np.zeros((0, 4))).shape == (1, 0)
+
+
+@given(boxes(6), st.integers(0, 50))
+def test_grow_then_clip_stays_in_image(a, margin):
+    out = clip_xyxy(grow_xyxy(a, margin), 640, 480)
+    assert np.all(out[:, [0, 2]] >= 0) and np.all(out[:, [0, 2]] <= 640)
+    assert np.all(out[:, [1, 3]] >= 0) and np.all(out[:, [1, 3]] <= 480)
+
+
+@given(boxes(6))
+def test_xywh_round_trip(a):
+    np.testing.assert_allclose(xywh_to_xyxy(xyxy_to_xywh(a)), a, atol=1e-9)
