@@ -15,10 +15,12 @@ conversions.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import cv2
@@ -28,6 +30,8 @@ import numpy.typing as npt
 from flickermine.errors import VideoError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+T = TypeVar("T")
 
 _LUMA_FIRST_FORMATS = frozenset(
     {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -150,6 +154,56 @@ class VideoReader:
             f"VideoReader({str(self.path)!r}, frames={self.num_frames}, fps={self.fps:g}, "
             f"size={self.width}x{self.height})"
         )
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], size: int = 8) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``size`` items ahead.
+
+    Decoding (and anything else that releases the GIL) then overlaps with the consumer's work.
+    Exceptions raised by ``items`` are re-raised in the consumer; closing the returned
+    generator early stops the thread.
+    """
+    if size <= 0:
+        yield from items
+        return
+    q: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="flickermine-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 def is_video_file(path: Path) -> bool:

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -94,6 +95,23 @@ def exclusions(
     return code
 
 
+def _patch_and_region(
+    box: npt.NDArray[np.floating], width: int, height: int, margin: int
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """Integer patch ``(x1, y1, x2, y2)`` covering ``box`` and its search region, in the image."""
+    x1 = min(max(math.floor(box[0]), 0), width - 1)
+    y1 = min(max(math.floor(box[1]), 0), height - 1)
+    x2 = max(min(math.ceil(box[2]), width), x1 + 1)
+    y2 = max(min(math.ceil(box[3]), height), y1 + 1)
+    region = (
+        max(x1 - margin, 0),
+        max(y1 - margin, 0),
+        min(x2 + margin, width),
+        min(y2 + margin, height),
+    )
+    return (x1, y1, x2, y2), region
+
+
 def match_template(
     gray_t: npt.NDArray[np.uint8],
     gray_u: npt.NDArray[np.uint8],
@@ -107,13 +125,8 @@ def match_template(
         ``(4,)`` xyxy of the patch's size at the best location.
     """
     height, width = gray_t.shape[:2]
-    x1 = min(max(math.floor(box[0]), 0), width - 1)
-    y1 = min(max(math.floor(box[1]), 0), height - 1)
-    x2 = max(min(math.ceil(box[2]), width), x1 + 1)
-    y2 = max(min(math.ceil(box[3]), height), y1 + 1)
+    (x1, y1, x2, y2), (rx1, ry1, rx2, ry2) = _patch_and_region(box, width, height, margin)
     patch = gray_t[y1:y2, x1:x2]
-    rx1, ry1 = max(x1 - margin, 0), max(y1 - margin, 0)
-    rx2, ry2 = min(x2 + margin, width), min(y2 + margin, height)
     result = cv2.matchTemplate(gray_u[ry1:ry2, rx1:rx2], patch, cv2.TM_CCOEFF_NORMED)
     _, best, _, (lx, ly) = cv2.minMaxLoc(result)
     if not math.isfinite(best):
@@ -122,12 +135,89 @@ def match_template(
     return float(best), tracked
 
 
+def ncc(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """Normalised cross-correlation of two same-size patches (``TM_CCOEFF_NORMED`` at one
+    position); 0 when either patch is flat."""
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    a64 -= a64.mean()
+    b64 -= b64.mean()
+    denom = math.sqrt(float((a64 * a64).sum()) * float((b64 * b64).sum()))
+    return float((a64 * b64).sum()) / denom if denom > 0 else 0.0
+
+
+def _best_axis_overlap(
+    lo: float, hi: float, size: int, n1: npt.NDArray[np.floating], n2: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]:
+    """Largest overlap of an interval of ``size`` placed with its start in ``[lo, hi]`` with
+    each interval ``[n1, n2]`` (the overlap is unimodal in the start, so the best start is the
+    point of ``[lo, hi]`` nearest to the starts giving full overlap)."""
+    best_lo = np.minimum(n1, n2 - size)
+    start = np.clip(np.maximum(lo, best_lo), lo, hi)
+    return np.maximum(np.minimum(start + size, n2) - np.maximum(start, n1), 0.0)
+
+
+def _overlap_possible(
+    size: tuple[int, int],
+    region: tuple[int, int, int, int],
+    neighbours: npt.NDArray[np.floating],
+    iou_threshold: float,
+) -> bool:
+    """Whether a box of ``size`` placed anywhere inside ``region`` could overlap one of
+    ``neighbours`` ``(M, 4)`` with IoU above the threshold (exact maximum over continuous
+    placements, hence an upper bound for the integer positions template matching returns)."""
+    w, h = size
+    ix = _best_axis_overlap(region[0], region[2] - w, w, neighbours[:, 0], neighbours[:, 2])
+    iy = _best_axis_overlap(region[1], region[3] - h, h, neighbours[:, 1], neighbours[:, 3])
+    inter = ix * iy
+    n_area = (neighbours[:, 2] - neighbours[:, 0]) * (neighbours[:, 3] - neighbours[:, 1])
+    union = w * h + n_area - inter
+    bound = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return bool((bound > iou_threshold).any())
+
+
+#: Safety margin for the same-position shortcut, far above float rounding of the correlation.
+_NCC_EPS = 1e-4
+
+
+def probe_neighbour(
+    gray_t: npt.NDArray[np.uint8],
+    gray_u: npt.NDArray[np.uint8],
+    box: npt.NDArray[np.floating],
+    neighbours: npt.NDArray[np.floating],
+    params: MinerParams,
+) -> Support | None:
+    """Steps 3a–3b of SPEC §3 for one candidate and one non-empty neighbour frame.
+
+    Returns :attr:`Support.APPEARANCE`, :attr:`Support.OVERLAP`, or ``None`` (go on outward).
+
+    Exact shortcut: when no neighbour box could reach the IoU threshold with any tracked position
+    inside the search region, only the similarity test can stop the walk; if the patch already
+    correlates above the threshold at its own position, the best match does too, so the
+    full template search cannot change the outcome and is skipped.
+    """
+    height, width = gray_t.shape[:2]
+    (x1, y1, x2, y2), region = _patch_and_region(box, width, height, params.search_margin)
+    if not _overlap_possible((x2 - x1, y2 - y1), region, neighbours, params.iou_threshold):
+        same = ncc(gray_t[y1:y2, x1:x2], gray_u[y1:y2, x1:x2])
+        if same >= params.similarity_threshold + _NCC_EPS:
+            return None
+    best, tracked = match_template(gray_t, gray_u, box, params.search_margin)
+    if best < params.similarity_threshold:
+        return Support.APPEARANCE
+    if iou_matrix(tracked[None], neighbours).max() > params.iou_threshold:
+        return Support.OVERLAP
+    return None
+
+
 def iter_flickers(
     frames: Iterable[Frame],
     detections: VideoDetections,
     params: MinerParams,
     width: int,
     height: int,
+    *,
+    threads: int = 2,
 ) -> Iterator[FrameVerdicts]:
     """Judge every valid detection of every frame that has a full window on both sides.
 
@@ -137,6 +227,7 @@ def iter_flickers(
         detections: the video's detections (all scores; filtering happens here).
         params: miner parameters.
         width, height: frame size in pixels.
+        threads: frames judged concurrently (results are identical for any value).
 
     Boxes reaching outside the image are clipped to it first.
 
@@ -150,34 +241,45 @@ def iter_flickers(
     valid = detections.select(valid_mask)
     # Boxes reaching outside the image are clipped to it (for judging and for the outputs).
     valid = dataclasses.replace(valid, xyxy=clip_xyxy(valid.xyxy, width, height))
+    codes = exclusions(valid.xyxy, valid.score, params, width, height)
     w = params.window
     buffer: deque[Frame] = deque(maxlen=2 * w + 1)
-    for frame in frames:
-        if frame.index >= valid.num_frames:
-            break
-        buffer.append(frame)
-        if len(buffer) == buffer.maxlen:
-            t = frame.index - w
-            sl = valid.frame_slice(t)
-            if sl.stop > sl.start:
-                yield _judge_frame(buffer, valid, det_index[sl], sl, params, width, height)
+    # Frames are judged in worker threads (template matching and decoding release the GIL);
+    # results are handed out in frame order, with a bounded number in flight.
+    in_flight: deque[Future[FrameVerdicts]] = deque()
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="flickermine-judge") as pool:
+        for frame in frames:
+            if frame.index >= valid.num_frames:
+                break
+            buffer.append(frame)
+            if len(buffer) < 2 * w + 1:
+                continue
+            sl = valid.frame_slice(frame.index - w)
+            if sl.stop == sl.start:
+                continue
+            window = tuple(buffer)
+            in_flight.append(
+                pool.submit(_judge_frame, window, valid, det_index[sl], codes[sl], sl, params)
+            )
+            while len(in_flight) > 2 * max(1, threads) or (in_flight and in_flight[0].done()):
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
 
 
 def _judge_frame(
-    buffer: deque[Frame],
+    buffer: tuple[Frame, ...],
     valid: VideoDetections,
     det_index: npt.NDArray[np.int64],
+    code: npt.NDArray[np.int8],
     sl: slice,
     params: MinerParams,
-    width: int,
-    height: int,
 ) -> FrameVerdicts:
     w = params.window
     current = buffer[w]
     t = current.index
     xyxy, score = valid.xyxy[sl], valid.score[sl]
     k = len(score)
-    code = exclusions(xyxy, score, params, width, height)
     support = {-1: np.zeros(k, np.int8), 1: np.zeros(k, np.int8)}
     offset = {-1: np.zeros(k, np.int16), 1: np.zeros(k, np.int16)}
     pending = np.flatnonzero(code == Exclusion.CANDIDATE)
@@ -195,15 +297,12 @@ def _judge_frame(
             support[direction][todo[own]] = Support.OVERLAP
             still = []
             for i in todo[~own]:
-                best, tracked = match_template(
-                    current.gray, buffer[w + direction * step].gray, xyxy[i], params.search_margin
-                )
-                if best < params.similarity_threshold:
-                    support[direction][i] = Support.APPEARANCE
-                elif iou_matrix(tracked[None], neighbours).max() > params.iou_threshold:
-                    support[direction][i] = Support.OVERLAP
-                else:
+                gray_u = buffer[w + direction * step].gray
+                outcome = probe_neighbour(current.gray, gray_u, xyxy[i], neighbours, params)
+                if outcome is None:
                     still.append(i)
+                else:
+                    support[direction][i] = outcome
             todo = np.asarray(still, dtype=np.int64)
         support[direction][todo] = Support.NONE
         # The other direction only matters for boxes this one left unsupported.

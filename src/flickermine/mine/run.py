@@ -21,11 +21,14 @@ from flickermine.mine.flicker import iter_flickers
 from flickermine.mine.outputs import VideoResultWriter, output_paths
 from flickermine.mine.params import MinerParams
 from flickermine.structures import VideoDetections
-from flickermine.video import Frame, VideoReader, is_video_file
+from flickermine.video import Frame, VideoReader, is_video_file, prefetch
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int], None]
+
+#: Frames decoded ahead in a background thread while earlier frames are judged.
+PREFETCH = 8
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ def mine_video(
     )
     counter = _FrameCounter(progress)
     try:
-        frames = counter.wrap(itertools.islice(iter(reader), dets.num_frames))
+        decoded_ahead = prefetch(itertools.islice(iter(reader), dets.num_frames), PREFETCH)
+        frames = counter.wrap(decoded_ahead)
         for verdicts in iter_flickers(frames, dets, params, reader.width, reader.height):
             writer.add(verdicts)
     except BaseException:
