@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _synth import make_video
-
 from flickermine.io import load_detections
 from flickermine.mine import MinerParams, mine_video
 from flickermine.video import VideoReader
+
+from _synth import make_video
 
 
 def decode_only(video: Path) -> float:

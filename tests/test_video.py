@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from factories import write_video
 from flickermine.errors import VideoError
 from flickermine.video import VideoReader
+
+from factories import write_video
 
 
 def numbered_frames(n: int) -> list[np.ndarray]:

@@ -15,12 +15,19 @@ __version__ = "0.1.0"
 
 from flickermine.errors import FlickermineError
 from flickermine.io import load_detections, save_detections
-from flickermine.mine import MinerParams, iter_flickers, mine_many, mine_video
+from flickermine.mine import (
+    HardPositiveParams,
+    MinerParams,
+    iter_flickers,
+    mine_many,
+    mine_video,
+)
 from flickermine.structures import VideoDetections
 from flickermine.video import VideoReader
 
 __all__ = [
     "FlickermineError",
+    "HardPositiveParams",
     "MinerParams",
     "VideoDetections",
     "VideoReader",

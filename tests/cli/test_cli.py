@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 from flickermine.cli.main import main
 from flickermine.io import load_detections, save_detections, write_legacy
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 
 N = 20
 

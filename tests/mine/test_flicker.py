@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 from flickermine.mine import MinerParams, iter_flickers
 from flickermine.mine.flicker import Support
 from flickermine.structures import iou_matrix
 from flickermine.video import VideoReader
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 
 N = 15  # frames per scenario video
 T = 7  # the frame under test (full window of 5 on each side)
@@ -147,10 +148,13 @@ def test_no_detections_gives_an_empty_result(tmp_path):
     assert judge(tmp_path, render_frames(N), VideoDetections.empty(N)) == {}
 
 
-def test_memory_window_only_keeps_neighbouring_frames(tmp_path):
-    """The miner never holds more than 2 * window + 1 frames (checked through weakrefs)."""
+@pytest.mark.parametrize("max_gap", [None, 4])
+def test_memory_window_only_keeps_neighbouring_frames(tmp_path, max_gap):
+    """The miner holds a bounded window of frames, with or without hard positives (weakrefs)."""
     import gc
     import weakref
+
+    from flickermine.mine import HardPositiveParams
 
     a = walker()
     video = write_video(tmp_path / "v.mp4", render_frames(N, sprites=[a]))
@@ -163,11 +167,16 @@ def test_memory_window_only_keeps_neighbouring_frames(tmp_path):
             yield frame
 
     params = MinerParams(window=2)
-    dets = detections(sprite_rows(a, range(N)), N)
+    hp = HardPositiveParams(max_gap=max_gap) if max_gap else None
+    reach = max(params.window, max_gap or 0)
+    dets = detections(sprite_rows(a, [t for t in range(N) if t % 6]), N)  # misses: gaps to fill
     threads = 2
-    for _ in iter_flickers(tracked(), dets, params, reader.width, reader.height, threads=threads):
+    verdicts = iter_flickers(
+        tracked(), dets, params, reader.width, reader.height, hard_positives=hp, threads=threads
+    )
+    for _ in verdicts:
         gc.collect()
         alive = sum(r() is not None for r in refs)
         # The window, plus the frames of verdicts still queued (at most 2 * threads + 1).
-        assert alive <= 2 * params.window + 1 + 2 * threads + 1
+        assert alive <= 2 * reach + 1 + 2 * threads + 1
     assert len(refs) == N

@@ -6,7 +6,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factories import texture
 from flickermine.mine import MinerParams
 from flickermine.mine.flicker import (
     Support,
@@ -15,6 +14,8 @@ from flickermine.mine.flicker import (
     probe_neighbour,
 )
 from flickermine.structures import iou_matrix
+
+from factories import texture
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flickermine.cli._common import check_output_dir, progress_bar
-from flickermine.mine import MinerParams, find_jobs, mine_many
+from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
 from flickermine.mine.run import JobOutcome
 from flickermine.video import VideoReader
 
@@ -34,6 +34,38 @@ def add_param_flags(parser: argparse.ArgumentParser) -> None:
             *flags, dest=name, type=kind, default=getattr(defaults, name),
             help=f"default {getattr(defaults, name)}",
         )  # fmt: skip
+
+
+HP_FLAGS: tuple[tuple[str, str, type], ...] = (
+    ("--max-gap", "max_gap", int),
+    ("--min-support", "min_support", int),
+    ("--link-iou", "link_iou", float),
+    ("--cover-iou", "cover_iou", float),
+    ("--min-similarity", "min_similarity", float),
+    ("--refine-margin", "refine_margin", float),
+)
+
+
+def add_hard_positive_flags(parser: argparse.ArgumentParser) -> None:
+    """``--hard-positives`` and its parameters (defaults from HardPositiveParams)."""
+    group = parser.add_argument_group("hard positives (missed detections; see HardPositiveParams)")
+    group.add_argument(
+        "--hard-positives", action="store_true",
+        help="also mine frames where a persisting object was missed",
+    )  # fmt: skip
+    defaults = HardPositiveParams()
+    for flag, name, kind in HP_FLAGS:
+        group.add_argument(
+            flag, dest=f"hp_{name}", type=kind, default=getattr(defaults, name),
+            help=f"default {getattr(defaults, name)}",
+        )  # fmt: skip
+
+
+def hard_positive_params_from_args(args: argparse.Namespace) -> HardPositiveParams | None:
+    """:class:`HardPositiveParams` from parsed flags, or ``None`` without ``--hard-positives``."""
+    if not args.hard_positives:
+        return None
+    return HardPositiveParams(**{name: getattr(args, f"hp_{name}") for _, name, _ in HP_FLAGS})
 
 
 def params_from_args(args: argparse.Namespace) -> MinerParams:
@@ -64,6 +96,7 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_param_flags(p)
+    add_hard_positive_flags(p)
     p.set_defaults(run=run)
 
 
@@ -72,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not video:
         raise SystemExit("flickermine mine: error: a VIDEO (file or folder) is required")
     params = params_from_args(args)
+    hard_positives = hard_positive_params_from_args(args)
     jobs = find_jobs(video, args.detections)
     out = Path(args.out)
     check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
@@ -86,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     with bar:
         outcomes = mine_many(
             jobs, out, params, workers=args.workers, overwrite=args.overwrite,
-            resume=args.resume, partial=args.allow_partial, progress=bar.update, on_done=on_done,
+            resume=args.resume, partial=args.allow_partial, hard_positives=hard_positives,
+            progress=bar.update, on_done=on_done,
         )  # fmt: skip
     if not args.quiet:
         print(format_summary(outcomes, out))
@@ -98,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(outcomes: list[JobOutcome], out: Path) -> str:
     """The one-screen summary printed after mining."""
-    keys = ("frames", "valid_detections", "candidates", "hard_negatives", "frames_written")
+    keys = (
+        "frames", "valid_detections", "candidates", "hard_negatives", "hard_positives",
+        "frames_written",
+    )  # fmt: skip
     totals = dict.fromkeys(keys, 0)
     seconds = 0.0
     done = [o for o in outcomes if o.summary]
@@ -116,6 +154,7 @@ def format_summary(outcomes: list[JobOutcome], out: Path) -> str:
         f"  detections (valid) {totals['valid_detections']:>10}",
         f"  candidates         {totals['candidates']:>10}",
         f"  hard negatives     {totals['hard_negatives']:>10}",
+        f"  hard positives     {totals['hard_positives']:>10}",
         f"  frames written     {totals['frames_written']:>10}",
         f"  time               {seconds:>9.1f}s",
         f"  results in         {out}",

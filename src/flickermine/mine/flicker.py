@@ -20,7 +20,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from flickermine.mine.params import MinerParams
+from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
+from flickermine.mine.matching import ncc
+from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix
 from flickermine.video import Frame
 
@@ -57,6 +59,7 @@ class FrameVerdicts:
         before_offset, after_offset: ``(K,)`` frame distance of the supporting (or last
             searched) neighbour; 0 where not searched.
         hard_negative: ``(K,)`` bool.
+        hard_positives: missed objects found in this frame (empty unless asked for).
     """
 
     frame: Frame
@@ -69,6 +72,7 @@ class FrameVerdicts:
     before_offset: npt.NDArray[np.int16]
     after_offset: npt.NDArray[np.int16]
     hard_negative: npt.NDArray[np.bool_]
+    hard_positives: tuple[HardPositive, ...] = ()
 
     @property
     def index(self) -> int:
@@ -133,17 +137,6 @@ def match_template(
         best = 0.0
     tracked = np.array([rx1 + lx, ry1 + ly, rx1 + lx + (x2 - x1), ry1 + ly + (y2 - y1)], float)
     return float(best), tracked
-
-
-def ncc(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
-    """Normalised cross-correlation of two same-size patches (``TM_CCOEFF_NORMED`` at one
-    position); 0 when either patch is flat."""
-    a64 = a.astype(np.float64)
-    b64 = b.astype(np.float64)
-    a64 -= a64.mean()
-    b64 -= b64.mean()
-    denom = math.sqrt(float((a64 * a64).sum()) * float((b64 * b64).sum()))
-    return float((a64 * b64).sum()) / denom if denom > 0 else 0.0
 
 
 def _best_axis_overlap(
@@ -217,9 +210,13 @@ def iter_flickers(
     width: int,
     height: int,
     *,
+    hard_positives: HardPositiveParams | None = None,
     threads: int = 2,
 ) -> Iterator[FrameVerdicts]:
-    """Judge every valid detection of every frame that has a full window on both sides.
+    """Judge every valid detection of every frame that has a full window on both sides, and
+    (with ``hard_positives``) find the frames where a persisting object was missed.
+
+    One forward pass over ``frames``; only ``2 * max(window, max_gap) + 1`` frames are held.
 
     Args:
         frames: decoded frames in order, numbered from 0 (e.g. a
@@ -227,57 +224,80 @@ def iter_flickers(
         detections: the video's detections (all scores; filtering happens here).
         params: miner parameters.
         width, height: frame size in pixels.
+        hard_positives: parameters of the hard-positive miner; ``None`` mines hard negatives only.
         threads: frames judged concurrently (results are identical for any value).
 
     Boxes reaching outside the image are clipped to it first.
 
     Yields:
-        :class:`FrameVerdicts` for each examined frame holding at least one valid detection,
-        in frame order.
+        :class:`FrameVerdicts`, in frame order, for each examined frame holding at least one
+        valid detection and for each frame holding a hard positive.
     """
-    valid_mask = detections.score >= params.score_threshold
+    clipped = dataclasses.replace(detections, xyxy=clip_xyxy(detections.xyxy, width, height))
+    valid_mask = clipped.score >= params.score_threshold
     rows = np.flatnonzero(valid_mask)
-    det_index = rows - detections.frame_offsets[detections.frame[rows]]
-    valid = detections.select(valid_mask)
-    # Boxes reaching outside the image are clipped to it (for judging and for the outputs).
-    valid = dataclasses.replace(valid, xyxy=clip_xyxy(valid.xyxy, width, height))
+    det_index = rows - clipped.frame_offsets[clipped.frame[rows]]
+    valid = clipped.select(valid_mask)
     codes = exclusions(valid.xyxy, valid.score, params, width, height)
+    plan = plan_gaps(valid, clipped, hard_positives, width, height) if hard_positives else {}
     w = params.window
-    buffer: deque[Frame] = deque(maxlen=2 * w + 1)
+    lag = max(w, hard_positives.max_gap if hard_positives else 0)
+    n = valid.num_frames
+    buffer: deque[Frame] = deque(maxlen=2 * lag + 1)
+    alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
+
+    def submit(pool: ThreadPoolExecutor, t: int) -> Future[FrameVerdicts | None] | None:
+        window = tuple(buffer)
+        sl = valid.frame_slice(t)
+        judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= window[-1].index
+        gaps = plan.get(t, [])
+        if not judge_hn and not gaps:
+            return None
+        if not judge_hn:
+            sl = slice(sl.start, sl.start)
+        return pool.submit(
+            _judge_frame, window, t, valid, det_index[sl], codes[sl], sl, params,
+            gaps, hard_positives, alike,
+        )  # fmt: skip
+
     # Frames are judged in worker threads (template matching and decoding release the GIL);
     # results are handed out in frame order, with a bounded number in flight.
-    in_flight: deque[Future[FrameVerdicts]] = deque()
+    in_flight: deque[Future[FrameVerdicts | None]] = deque()
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="flickermine-judge") as pool:
         for frame in frames:
-            if frame.index >= valid.num_frames:
+            if frame.index >= n:
                 break
             buffer.append(frame)
-            if len(buffer) < 2 * w + 1:
-                continue
-            sl = valid.frame_slice(frame.index - w)
-            if sl.stop == sl.start:
-                continue
-            window = tuple(buffer)
-            in_flight.append(
-                pool.submit(_judge_frame, window, valid, det_index[sl], codes[sl], sl, params)
-            )
+            if frame.index >= lag and (job := submit(pool, frame.index - lag)) is not None:
+                in_flight.append(job)
             while len(in_flight) > 2 * max(1, threads) or (in_flight and in_flight[0].done()):
-                yield in_flight.popleft().result()
+                if (result := in_flight.popleft().result()) is not None:
+                    yield result
+        if buffer:
+            last = buffer[-1].index
+            for t in range(max(0, last - lag + 1), last + 1):
+                if (job := submit(pool, t)) is not None:
+                    in_flight.append(job)
         while in_flight:
-            yield in_flight.popleft().result()
+            if (result := in_flight.popleft().result()) is not None:
+                yield result
 
 
 def _judge_frame(
-    buffer: tuple[Frame, ...],
+    window: tuple[Frame, ...],
+    t: int,
     valid: VideoDetections,
     det_index: npt.NDArray[np.int64],
     code: npt.NDArray[np.int8],
     sl: slice,
     params: MinerParams,
-) -> FrameVerdicts:
+    gaps: list[GapFrame],
+    hp_params: HardPositiveParams | None,
+    alike: dict[int, float],
+) -> FrameVerdicts | None:
+    base = window[0].index
+    current = window[t - base]
     w = params.window
-    current = buffer[w]
-    t = current.index
     xyxy, score = valid.xyxy[sl], valid.score[sl]
     k = len(score)
     support = {-1: np.zeros(k, np.int8), 1: np.zeros(k, np.int8)}
@@ -297,7 +317,7 @@ def _judge_frame(
             support[direction][todo[own]] = Support.OVERLAP
             still = []
             for i in todo[~own]:
-                gray_u = buffer[w + direction * step].gray
+                gray_u = window[u - base].gray
                 outcome = probe_neighbour(current.gray, gray_u, xyxy[i], neighbours, params)
                 if outcome is None:
                     still.append(i)
@@ -308,6 +328,20 @@ def _judge_frame(
         # The other direction only matters for boxes this one left unsupported.
         pending = pending[support[direction][pending] == Support.NONE]
     hard_negative = (support[-1] == Support.NONE) & (support[1] == Support.NONE)
+    found: list[HardPositive] = []
+    for gap in gaps:
+        assert hp_params is not None  # gaps are only planned with parameters
+        gray_a, gray_b = window[gap.link.a - base].gray, window[gap.link.b - base].gray
+        key = id(gap.link)
+        if key not in alike:
+            alike[key] = sides_alike(gray_a, gray_b, gap.link, hp_params)
+        if alike[key] < hp_params.min_similarity:
+            continue
+        hp = refine_gap(current.gray, gray_a, gray_b, gap, hp_params)
+        if hp is not None:
+            found.append(hp)
+    if k == 0 and not found:
+        return None
     return FrameVerdicts(
         frame=current,
         det_index=det_index,
@@ -319,4 +353,5 @@ def _judge_frame(
         before_offset=offset[-1],
         after_offset=offset[1],
         hard_negative=hard_negative,
+        hard_positives=tuple(found),
     )

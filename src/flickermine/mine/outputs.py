@@ -2,13 +2,14 @@
 
 In the output folder ``DIR``, for a video with stem ``S``:
 
-* ``DIR/S.txt`` — the seed's result format: for every frame with a hard negative,
-  ``S/frame<n>.jpg`` (1-based), the box count, and ``x y w h flag`` lines (1 = pseudo-positive,
-  0 = hard negative);
+* ``DIR/S.txt`` — the seed's result format: for every frame with a hard negative (or a hard
+  positive, when mined), ``S/frame<n>.jpg`` (1-based), the box count, and ``x y w h flag`` lines
+  (1 = pseudo-positive or hard positive, 0 = hard negative);
 * ``DIR/frames/S/frame<n>.jpg`` — those frames, untouched;
 * ``DIR/visualizations/S/frame<n>.jpg`` — the same frames with verdicts drawn;
 * ``DIR/S.verdicts.parquet`` — one row per valid detection of every examined frame: its box,
-  score, verdict and the reason;
+  score, verdict and the reason; plus one row per hard positive (``det = -1``, verdict
+  ``hard_positive``, with its gap length, support on each side and similarity);
 * ``DIR/S.json`` — parameters and counts, written last: its presence marks the video as done.
 
 Every file appears atomically (temporary name, then rename).
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
 from flickermine.errors import OutputExistsError
 from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
+from flickermine.mine.hardpos import HardPositive
 from flickermine.report.draw import draw_verdicts
 from flickermine.video import Frame
 
@@ -130,6 +132,10 @@ class VideoResultWriter:
                 ("reason", pa.string()),
                 ("before", pa.string()),
                 ("after", pa.string()),
+                ("gap", pa.int16()),
+                ("support_before", pa.int32()),
+                ("support_after", pa.int32()),
+                ("similarity", pa.float32()),
             ],
             metadata={b"flickermine": json.dumps({"params": params}).encode()},
         )
@@ -141,6 +147,7 @@ class VideoResultWriter:
             "valid_detections_examined": 0,
             "candidates": 0,
             "hard_negatives": 0,
+            "hard_positives": 0,
             "frames_written": 0,
         }
 
@@ -152,24 +159,28 @@ class VideoResultWriter:
         c["candidates"] += int(np.count_nonzero(fv.exclusion == Exclusion.CANDIDATE))
         n_hn = int(np.count_nonzero(fv.hard_negative))
         c["hard_negatives"] += n_hn
+        c["hard_positives"] += len(fv.hard_positives)
         # Keep the arrays only: holding the frame itself would keep decoded images alive.
         self._rows.append(dataclasses.replace(fv, frame=Frame(fv.index)))
         self._pending_rows += len(fv.score)
         if self._pending_rows >= _BATCH_ROWS:
             self._flush()
-        if n_hn:
+        if n_hn or fv.hard_positives:
             self._write_frame(fv)
 
     def _write_frame(self, fv: FrameVerdicts) -> None:
         name = f"frame{fv.index + 1}.jpg"
         image = fv.frame.bgr
         atomic_write_bytes(self.paths["frames"] / name, encode_jpeg(image))
-        picture = draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative)
+        hp_boxes = np.array([hp.box for hp in fv.hard_positives]).reshape(-1, 4)
+        picture = draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative, hp_boxes)
         atomic_write_bytes(self.paths["visualizations"] / name, encode_jpeg(picture))
-        lines = [f"{self.stem}/{name}", str(len(fv.score))]
-        for box, hn in zip(fv.xyxy.astype(np.float64), fv.hard_negative, strict=True):
-            x1, y1, x2, y2 = box
-            lines.append(f"{x1:f} {y1:f} {x2 - x1:f} {y2 - y1:f} {0 if hn else 1}")
+        # Hard positives are objects: flag 1 like the pseudo-positives (the seed knew 0 and 1).
+        boxes = np.concatenate([fv.xyxy.astype(np.float64), hp_boxes])
+        flags = [0 if hn else 1 for hn in fv.hard_negative] + [1] * len(hp_boxes)
+        lines = [f"{self.stem}/{name}", str(len(flags))]
+        for (x1, y1, x2, y2), flag in zip(boxes, flags, strict=True):
+            lines.append(f"{x1:f} {y1:f} {x2 - x1:f} {y2 - y1:f} {flag}")
         self._txt.write("\n".join(lines) + "\n")
         self.counts["frames_written"] += 1
 
@@ -189,6 +200,8 @@ class VideoResultWriter:
                 reasons.append(reason(int(r.exclusion[i]), b, bo, a, ao))
                 befores.append(_direction_text(b, bo))
                 afters.append(_direction_text(a, ao))
+        hps = [hp for r in rows for hp in r.hard_positives]
+        n_det = len(frame)
         table = pa.table(
             {
                 "frame": frame,
@@ -203,12 +216,46 @@ class VideoResultWriter:
                 "reason": reasons,
                 "before": befores,
                 "after": afters,
+                "gap": pa.nulls(n_det, pa.int16()),
+                "support_before": pa.nulls(n_det, pa.int32()),
+                "support_after": pa.nulls(n_det, pa.int32()),
+                "similarity": pa.nulls(n_det, pa.float32()),
             },
             schema=self._schema,
         )
+        if hps:
+            table = pa.concat_tables([table, self._hard_positive_table(hps)])
+            table = table.sort_by([("frame", "ascending")])
         self._parquet.write_table(table)
         self._rows = []
         self._pending_rows = 0
+
+    def _hard_positive_table(self, hps: list[HardPositive]) -> pa.Table:
+        box = np.array([hp.box for hp in hps], np.float32)
+        return pa.table(
+            {
+                "frame": [hp.t for hp in hps],
+                "det": [-1] * len(hps),
+                "x1": box[:, 0],
+                "y1": box[:, 1],
+                "x2": box[:, 2],
+                "y2": box[:, 3],
+                "score": pa.nulls(len(hps), pa.float32()),
+                "candidate": [False] * len(hps),
+                "verdict": ["hard_positive"] * len(hps),
+                "reason": [
+                    f"missed for {hp.gap} frame(s) between t{hp.a - hp.t:+d} and t{hp.b - hp.t:+d}"
+                    for hp in hps
+                ],
+                "before": [""] * len(hps),
+                "after": [""] * len(hps),
+                "gap": [hp.gap for hp in hps],
+                "support_before": [hp.support_before for hp in hps],
+                "support_after": [hp.support_after for hp in hps],
+                "similarity": [hp.similarity for hp in hps],
+            },
+            schema=self._schema,
+        )
 
     def close(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Finish every file; the summary JSON is written last. Returns the summary."""

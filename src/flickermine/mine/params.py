@@ -90,3 +90,55 @@ class MinerParams:
         if unknown:
             raise ConfigError(f"unknown miner parameter(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class HardPositiveParams:
+    """Parameters of the hard-positive (missed detection) miner, SPEC §4.
+
+    A *track* is a run of valid detections in consecutive frames, each overlapping the previous
+    one with IoU >= ``link_iou``. A track that ends, followed within ``max_gap`` frames by a track
+    that starts where the first one was heading, is one object the detector missed in between.
+
+    Attributes:
+        max_gap: longest run of missed frames that is bridged (default 4). Longer gaps find
+            more misses but link unrelated objects more often.
+        min_support: detections the track must have on each side of the gap (default 2).
+            Higher values trust only well-established objects: fewer, surer hard positives.
+        link_iou: IoU needed to chain detections of consecutive frames into a track, and between
+            each side's box and the other side's box carried across the gap at constant velocity
+            (default 0.3). Lower values bridge faster or more erratic motion, at the risk of
+            linking two different objects.
+        cover_iou: a gap frame whose detections (of any score, even below the score
+            threshold) overlap the interpolated box with IoU >= this is not a miss (default 0.3).
+        min_similarity: normalised cross-correlation required between the object's appearance on
+            the two sides of the gap (rejects scene cuts and identity switches) and of the refined
+            box in the gap frame (rejects occlusions and objects that left) (default 0.6).
+        refine_margin: the refinement searches the interpolated box grown by this fraction of its
+            larger side (at least 4 px) (default 0.25).
+    """
+
+    max_gap: int = 4
+    min_support: int = 2
+    link_iou: float = 0.3
+    cover_iou: float = 0.3
+    min_similarity: float = 0.6
+    refine_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("max_gap", "min_support"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        for name in ("link_iou", "cover_iou", "min_similarity"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}: expected a value in [0, 1], got {value!r}")
+        if not isinstance(self.refine_margin, (int, float)) or not 0 <= self.refine_margin <= 2:
+            raise ConfigError(
+                f"refine_margin: expected a value in [0, 2], got {self.refine_margin}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (for JSON and Parquet metadata)."""
+        return asdict(self)

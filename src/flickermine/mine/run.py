@@ -19,7 +19,7 @@ from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsE
 from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
 from flickermine.mine.outputs import VideoResultWriter, output_paths
-from flickermine.mine.params import MinerParams
+from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.structures import VideoDetections
 from flickermine.video import Frame, VideoReader, is_video_file, prefetch
 
@@ -96,6 +96,7 @@ def mine_video(
     *,
     overwrite: bool = False,
     partial: bool = False,
+    hard_positives: HardPositiveParams | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Mine one video for hard negatives and write its outputs (see :mod:`.outputs`).
@@ -107,6 +108,7 @@ def mine_video(
         params: miner parameters (defaults: the seed's).
         overwrite: replace this video's outputs from an earlier run.
         partial: accept detections covering only the first frames of the video.
+        hard_positives: also mine missed detections with these parameters (SPEC §4).
         progress: called with the number of frames decoded since the last call.
 
     Returns:
@@ -121,13 +123,15 @@ def mine_video(
         dets, det_source = load_detections(detections), str(detections)
     dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
     writer = VideoResultWriter(
-        Path(out_dir), Path(video).stem, params.to_dict(), overwrite=overwrite
+        Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
     )
     counter = _FrameCounter(progress)
     try:
         decoded_ahead = prefetch(itertools.islice(iter(reader), dets.num_frames), PREFETCH)
         frames = counter.wrap(decoded_ahead)
-        for verdicts in iter_flickers(frames, dets, params, reader.width, reader.height):
+        for verdicts in iter_flickers(
+            frames, dets, params, reader.width, reader.height, hard_positives=hard_positives
+        ):
             writer.add(verdicts)
     except BaseException:
         writer.abort()
@@ -229,13 +233,26 @@ def find_jobs(video: str | os.PathLike[str], detections: str | os.PathLike[str])
     return jobs
 
 
-def is_done(job: MineJob, out_dir: Path, params: MinerParams) -> bool:
+def run_params(params: MinerParams, hard_positives: HardPositiveParams | None) -> dict[str, Any]:
+    """The parameters recorded with a video's results (and compared on ``resume``)."""
+    out = params.to_dict()
+    out["hard_positives"] = hard_positives.to_dict() if hard_positives else None
+    return out
+
+
+def is_done(
+    job: MineJob,
+    out_dir: Path,
+    params: MinerParams,
+    hard_positives: HardPositiveParams | None = None,
+) -> bool:
     """Whether ``out_dir`` already holds finished outputs of ``job`` mined with ``params``."""
     summary = output_paths(out_dir, job.stem)["summary"]
     if not summary.is_file():
         return False
     try:
-        return bool(json.loads(summary.read_text())["params"] == params.to_dict())
+        recorded = json.loads(summary.read_text())["params"]
+        return bool(recorded == run_params(params, hard_positives))
     except (ValueError, KeyError, OSError):
         return False
 
@@ -250,15 +267,17 @@ class JobOutcome:
     skipped: bool = False
 
 
-def _worker(args: tuple[MineJob, str, MinerParams, bool, bool, Any]) -> dict[str, Any]:
-    job, out_dir, params, overwrite, partial, queue = args
+def _worker(
+    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, Any],
+) -> dict[str, Any]:
+    job, out_dir, params, hard_positives, overwrite, partial, queue = args
 
     def report(n: int) -> None:
         queue.put(n)
 
     return mine_video(
         job.video, job.detections, out_dir, params,
-        overwrite=overwrite, partial=partial, progress=report,
+        overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
     )  # fmt: skip
 
 
@@ -271,6 +290,7 @@ def mine_many(
     overwrite: bool = False,
     resume: bool = False,
     partial: bool = False,
+    hard_positives: HardPositiveParams | None = None,
     progress: ProgressCallback | None = None,
     on_done: Callable[[JobOutcome], None] | None = None,
 ) -> list[JobOutcome]:
@@ -284,7 +304,7 @@ def mine_many(
     outcomes: list[JobOutcome] = []
     todo: list[MineJob] = []
     for job in jobs:
-        if resume and is_done(job, out, params):
+        if resume and is_done(job, out, params, hard_positives):
             outcome = JobOutcome(job, skipped=True)
             outcomes.append(outcome)
             if on_done:
@@ -298,7 +318,8 @@ def mine_many(
             try:
                 outcome.summary = mine_video(
                     job.video, job.detections, out, params,
-                    overwrite=redo, partial=partial, progress=progress,
+                    overwrite=redo, partial=partial, hard_positives=hard_positives,
+                    progress=progress,
                 )  # fmt: skip
             except FlickermineError as exc:
                 outcome.error = str(exc)
@@ -310,7 +331,8 @@ def mine_many(
     with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         queue = manager.Queue()
         futures: dict[Future[dict[str, Any]], MineJob] = {
-            pool.submit(_worker, (job, str(out), params, redo, partial, queue)): job for job in todo
+            pool.submit(_worker, (job, str(out), params, hard_positives, redo, partial, queue)): job
+            for job in todo
         }
         pending = set(futures)
         while pending:

@@ -1,0 +1,161 @@
+"""Quality of the hard-positive and hard-negative miners on synthetic videos with ground truth
+(issue #6).
+
+Each video has textured objects moving (and bouncing) over a textured background. A simulated
+detector follows every object with jittered boxes but misses it for runs of 1..k frames
+(k = ``max_gap``), and fires isolated false boxes on the background. Ground truth:
+
+* hard positives: every (object, frame) inside a miss run that has detections of that object
+  just before and just after it; a found hard positive is correct when it overlaps the missed
+  object's true box in that frame with IoU >= 0.5;
+* hard negatives: every false box in a frame the miner examines (full window on both sides);
+  a flagged box is correct when it is one of them.
+
+Usage: ``python benchmarks/bench_hardpos.py [--videos 6] [--frames 200] [--seed 0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
+from flickermine.structures import VideoDetections, iou_matrix
+from flickermine.video import VideoReader
+
+W, H = 384, 288
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarray:
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), blur)
+
+
+def make_case(path: Path, n: int, rng: np.random.Generator, k: int):
+    """Write one video; return detections, true boxes (n, objects, 4), missed mask, false boxes."""
+    objects = int(rng.integers(2, 5))
+    bg = _texture(rng, H, W, 4)
+    size = np.stack([rng.integers(40, 70, objects), rng.integers(60, 110, objects)], 1)
+    pos = np.stack([rng.uniform(0, W - 70, objects), rng.uniform(0, H - 110, objects)], 1)
+    vel = rng.uniform(-4, 4, (objects, 2))
+    patches = [_texture(rng, int(s[1]), int(s[0]), 2) for s in size]
+    truth = np.zeros((n, objects, 4))
+    missed = np.zeros((n, objects), bool)
+    for i in range(objects):  # miss runs of 1..k frames, at least 3 detected frames apart
+        t = int(rng.integers(3, 12))
+        while t < n:
+            run = int(rng.integers(1, k + 1))
+            missed[t : t + run, i] = True
+            t += run + int(rng.integers(3, 25))
+    rows, false_boxes = [], []
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        for t in range(n):
+            img = bg.copy()
+            for i in range(objects):
+                w, h = size[i]
+                for d, limit in ((0, W - w), (1, H - h)):
+                    if not 0 <= pos[i, d] <= limit:
+                        vel[i, d] *= -1
+                        pos[i, d] = np.clip(pos[i, d], 0, limit)
+                x, y = int(pos[i, 0]), int(pos[i, 1])
+                img[y : y + h, x : x + w] = patches[i]
+                truth[t, i] = (x, y, x + w, y + h)
+                if not missed[t, i]:
+                    j = rng.normal(0, 1.5, 4)
+                    rows.append((t, *(truth[t, i] + j), float(rng.uniform(0.85, 0.97))))
+                pos[i] += vel[i]
+            if rng.random() < 0.04:
+                fw, fh = int(rng.integers(45, 70)), int(rng.integers(60, 100))
+                fx, fy = rng.uniform(55, W - 55 - fw), rng.uniform(55, H - 55 - fh)
+                box = (fx, fy, fx + fw, fy + fh)
+                if iou_matrix(np.array([box]), truth[t]).max() == 0:
+                    rows.append((t, *box, float(rng.uniform(0.82, 0.95))))
+                    false_boxes.append((t, *box))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    arr = np.array(rows)
+    dets = VideoDetections.from_rows(arr[:, 0].astype(int), arr[:, 1:5], arr[:, 5], num_frames=n)
+    return dets, truth, missed, false_boxes
+
+
+def expected_hard_positives(missed: np.ndarray, k: int) -> set[tuple[int, int]]:
+    """(frame, object) pairs inside a bridged miss run of length <= k."""
+    n, objects = missed.shape
+    out = set()
+    for i in range(objects):
+        t = 0
+        while t < n:
+            if missed[t, i]:
+                end = t
+                while end < n and missed[end, i]:
+                    end += 1
+                if t > 0 and end < n and end - t <= k:
+                    out.update((u, i) for u in range(t, end))
+                t = end
+            else:
+                t += 1
+    return out
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
+    params, hp = MinerParams(), HardPositiveParams()
+    hp_tp = hp_found = hp_expected = 0
+    hn_tp = hn_found = hn_expected = 0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_hardpos_"))
+    for v in range(args.videos):
+        path = tmp / f"v{v}.mp4"
+        dets, truth, missed, false_boxes = make_case(path, args.frames, rng, hp.max_gap)
+        expected = expected_hard_positives(missed, hp.max_gap)
+        hp_expected += len(expected)
+        w = params.window
+        examined_false = [f for f in false_boxes if w <= f[0] < args.frames - w]
+        hn_expected += len(examined_false)
+        reader = VideoReader(path)
+        matched: set[tuple[int, int]] = set()
+        for fv in iter_flickers(reader, dets, params, W, H, hard_positives=hp):
+            for p in fv.hard_positives:
+                hp_found += 1
+                ious = iou_matrix(p.box[None], truth[fv.index])[0]
+                i = int(ious.argmax())
+                if ious[i] >= 0.5 and (fv.index, i) in expected and (fv.index, i) not in matched:
+                    matched.add((fv.index, i))
+                    hp_tp += 1
+            for box in fv.xyxy[fv.hard_negative]:
+                hn_found += 1
+                hn_tp += any(
+                    f[0] == fv.index and iou_matrix(box[None], np.array([f[1:]]))[0, 0] > 0.9
+                    for f in examined_false
+                )
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    print(f"{args.videos} videos x {args.frames} frames, {W}x{H}, misses of 1..{hp.max_gap} frames")
+    print(f"hard positives: expected {hp_expected}, found {hp_found}, correct {hp_tp}")
+    print(f"  precision {ratio(hp_tp, hp_found):.3f} (target >= 0.9)   "
+          f"recall {ratio(hp_tp, hp_expected):.3f} (target >= 0.8)")  # fmt: skip
+    print(f"hard negatives: expected {hn_expected}, found {hn_found}, correct {hn_tp}")
+    print(f"  precision {ratio(hn_tp, hn_found):.3f}   recall {ratio(hn_tp, hn_expected):.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--videos", type=int, default=6)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    evaluate(ap.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

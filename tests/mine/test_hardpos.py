@@ -1,0 +1,136 @@
+"""Named scenarios for the hard-positive miner (SPEC §4), on real encoded videos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from flickermine.errors import ConfigError
+from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers, mine_video
+from flickermine.structures import iou_matrix
+from flickermine.video import VideoReader
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
+
+N = 24
+HP = HardPositiveParams()
+
+
+def walker(seed=7, x0=60, y=80, vx=3, frames=range(N)) -> Sprite:
+    return Sprite(texture(seed, 64, 48), {t: (x0 + vx * t, y) for t in frames})
+
+
+def hard_positives(tmp_path, frames, dets, hp=HP) -> dict[int, list]:
+    video = write_video(tmp_path / "v.mp4", frames)
+    reader = VideoReader(video)
+    found: dict[int, list] = {}
+    for fv in iter_flickers(
+        reader, dets, MinerParams(), reader.width, reader.height, hard_positives=hp
+    ):
+        if fv.hard_positives:
+            found[fv.index] = list(fv.hard_positives)
+    return found
+
+
+def true_iou(sprite: Sprite, t: int, box) -> float:
+    return float(iou_matrix(np.array([sprite.box(t)]), np.asarray(box)[None])[0, 0])
+
+
+@pytest.mark.parametrize(
+    ("name", "missed"), [("one-frame miss", [10]), ("three-frame miss", [9, 10, 11])]
+)
+def test_short_miss_is_a_hard_positive_at_the_right_place(tmp_path, name, missed):
+    a = walker()
+    rows = sprite_rows(a, [t for t in range(N) if t not in missed])
+    found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N))
+    assert sorted(found) == missed, name
+    for t in missed:
+        (hp,) = found[t]
+        assert true_iou(a, t, hp.box) > 0.8
+        assert hp.gap == len(missed) and hp.support_before == missed[0]
+        assert hp.support_after == N - missed[-1] - 1 and hp.similarity > 0.9
+
+
+def test_gap_longer_than_max_gap_is_not_mined(tmp_path):
+    a = walker()
+    missed = range(8, 8 + HP.max_gap + 1)
+    rows = sprite_rows(a, [t for t in range(N) if t not in missed])
+    assert hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N)) == {}
+    longer = HardPositiveParams(max_gap=HP.max_gap + 1)
+    found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N), longer)
+    assert sorted(found) == list(missed)
+
+
+def test_object_that_leaves_the_image_is_not_mined(tmp_path):
+    # Moves right 8 px/frame, leaves the 320 px image at frame 12 and comes back moving left.
+    xs = {t: 180 + 8 * t if t <= 16 else 180 + 8 * 16 - 8 * (t - 16) for t in range(N)}
+    a = Sprite(texture(7, 64, 48), {t: (x, 80) for t, x in xs.items()})
+    inside = [t for t in range(N) if xs[t] + 48 <= 320]
+    rows = [(t, *a.box(t), 0.9) for t in inside]
+    assert len(inside) < N  # it really left
+    assert hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N)) == {}
+
+
+def test_two_objects_crossing(tmp_path):
+    a = walker(seed=7, x0=40, y=50, vx=8)
+    b = Sprite(texture(99, 64, 48), {t: (230 - 8 * t, 100) for t in range(N)})
+    missed = [11, 12]  # a is missed while b passes in front of it
+    rows = sorted(
+        sprite_rows(a, [t for t in range(N) if t not in missed]) + sprite_rows(b, range(N))
+    )
+    frames = render_frames(N, sprites=[a, b])
+    found = hard_positives(tmp_path, frames, detections(rows, N))
+    assert sorted(found) == missed
+    for t in missed:
+        (hp,) = found[t]
+        assert true_iou(a, t, hp.box) > 0.6 > true_iou(b, t, hp.box)
+
+
+def test_gap_already_covered_by_a_weak_detection_is_not_mined(tmp_path):
+    a = walker()
+    rows = [*sprite_rows(a, [t for t in range(N) if t != 10]), (10, *a.box(10), 0.4)]
+    found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N))
+    assert found == {}
+
+
+def test_scene_cut_does_not_link_different_objects(tmp_path):
+    a = walker(seed=7, frames=range(10))
+    c = walker(seed=55, frames=range(10, N))  # another object where a was heading
+    missed = [10, 11]
+    rows = sprite_rows(a, range(10)) + sprite_rows(c, range(12, N))
+    frames = render_frames(N, sprites=[a, c], cut_at=10)
+    assert hard_positives(tmp_path, frames, detections(rows, N)) == {}
+    # Control: the same detections without the cut and with one object are linked.
+    same = walker(seed=7)
+    rows = sprite_rows(same, [t for t in range(N) if t not in missed])
+    assert sorted(hard_positives(tmp_path, render_frames(N, sprites=[same]),
+                                 detections(rows, N))) == missed  # fmt: skip
+
+
+def test_outputs_carry_hard_positives(tmp_path):
+    a = walker()
+    rows = sprite_rows(a, [t for t in range(N) if t != 10])
+    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]))
+    s = mine_video(video, detections(rows, N), tmp_path / "out", hard_positives=HP)
+    assert s["hard_positives"] == 1 and s["frames_written"] == 1
+    assert s["params"]["hard_positives"] == HP.to_dict()
+    table = pq.read_table(tmp_path / "out" / "walk.verdicts.parquet").to_pylist()
+    (hp,) = [r for r in table if r["verdict"] == "hard_positive"]
+    assert hp["frame"] == 10 and hp["gap"] == 1 and hp["support_before"] == 10
+    assert hp["similarity"] > 0.9 and hp["reason"] == "missed for 1 frame(s) between t-1 and t+1"
+    lines = (tmp_path / "out" / "walk.txt").read_text().splitlines()
+    assert lines[:2] == ["walk/frame11.jpg", "1"] and lines[2].endswith(" 1")
+    import cv2
+
+    vis = cv2.imread(str(tmp_path / "out" / "visualizations" / "walk" / "frame11.jpg"))
+    x1 = round(hp["x1"])
+    b, _, r = vis[100, x1].astype(int)  # left edge of the box: drawn blue
+    assert b > 180 and r < 80
+
+
+def test_bad_hard_positive_parameters():
+    with pytest.raises(ConfigError, match="max_gap"):
+        HardPositiveParams(max_gap=0)
+    with pytest.raises(ConfigError, match="cover_iou"):
+        HardPositiveParams(cover_iou=1.5)
