@@ -92,3 +92,32 @@ def sprite_rows(
 ) -> list[tuple[int, float, float, float, float, float]]:
     """Detection rows that follow ``sprite`` exactly in ``frames``."""
     return [(t, *sprite.box(t), score) for t in frames]
+
+
+def make_coco(n_images: int = 6, seed: int = 0) -> dict:
+    """A COCO file shaped like the real one: info, licenses, unknown keys, polygons, crowd
+    boxes, ids neither contiguous nor sorted."""
+    rng = np.random.default_rng(seed)
+    cats = [
+        {"supercategory": "animal", "id": 18, "name": "dog"},
+        {"supercategory": "vehicle", "id": 7, "name": "train"},
+        {"supercategory": "person", "id": 1, "name": "person"},
+    ]
+    images, anns = [], []
+    ann_id = 900
+    for k in range(n_images):
+        iid = 1000 - 37 * k
+        images.append({"license": 3, "file_name": f"{iid:012d}.jpg", "coco_url": "http://x/y",
+                       "height": 480, "width": 640, "date_captured": "2013-11-14 16:28:13",
+                       "flickr_url": "http://z", "id": iid})  # fmt: skip
+        for _ in range(int(rng.integers(0, 4))):
+            x, y = (float(v) for v in rng.uniform(0, 400, 2).round(2))
+            w, h = (float(v) for v in rng.uniform(5, 200, 2).round(2))
+            anns.append({"segmentation": [[x, y, x + w, y, x + w, y + h]], "area": w * h / 2,
+                         "iscrowd": int(rng.random() < 0.1), "image_id": iid,
+                         "bbox": [x, y, w, h], "category_id": int(rng.choice([18, 7, 1])),
+                         "id": ann_id, "custom": {"note": "kept"}})  # fmt: skip
+            ann_id -= 7
+    return {"info": {"description": "test", "year": 2017}, "licenses": [{"id": 3, "name": "L"}],
+            "images": images, "annotations": anns, "categories": cats,
+            "extra_top_level": [1, 2, 3]}  # fmt: skip

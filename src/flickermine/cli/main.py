@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from flickermine import __version__
-from flickermine.cli import convert, demo, mine
+from flickermine.cli import convert, dataset, demo, mine
 from flickermine.errors import FlickermineError
 
-COMMANDS = (mine, convert, demo)
+COMMANDS = (mine, convert, dataset, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

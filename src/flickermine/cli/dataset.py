@@ -1,0 +1,146 @@
+"""``flickermine dataset merge|export|subset|stats``: COCO files from mined frames."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from flickermine.dataset import (
+    CocoError,
+    coco_stats,
+    export_mined,
+    load_coco,
+    merge_files,
+    parse_splits,
+    read_mined,
+    save_coco,
+    single_category_subset,
+    split_by_image,
+)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("dataset", help="COCO datasets: merge mined frames, subsets, statistics")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+
+    m = dsub.add_parser("merge", help="add mined frames to a COCO annotation file")
+    m.add_argument("annotations", help="COCO JSON to extend (never changed without --in-place)")
+    m.add_argument(
+        "mined", nargs="+",
+        help="mining output folders, <video>.json summaries or seed result .txt files",
+    )  # fmt: skip
+    m.add_argument("--images", required=True, help="image folder of the dataset (frames go here)")
+    m.add_argument("--category", required=True, help="category name or id of the positives")
+    m.add_argument("--out", help="new annotation file")
+    m.add_argument("--in-place", action="store_true", help="write over the input (a .bak is kept)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    m.add_argument(
+        "--require-positive", action="store_true",
+        help="drop frames without any positive box (the seed's behaviour)",
+    )  # fmt: skip
+    m.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
+    m.set_defaults(run=run_merge)
+
+    e = dsub.add_parser("export", help="mined frames as a standalone COCO dataset for review")
+    e.add_argument("mined", nargs="+", help="mining output folders, summaries or seed .txt files")
+    e.add_argument("--out", required=True, help="dataset folder (images/ + annotations.json)")
+    e.add_argument("--category", default="object", help="category name (default: object)")
+    e.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing annotations.json")
+    e.set_defaults(run=run_export)
+
+    s = dsub.add_parser("subset", help="single-category subset with optional splits")
+    s.add_argument("annotations", help="COCO JSON")
+    s.add_argument("--category", required=True, help="category name or id to keep")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument(
+        "--negatives", type=float, default=0.0,
+        help="fraction of the images without the category to keep as negatives (default 0)",
+    )  # fmt: skip
+    s.add_argument(
+        "--split", help="e.g. train=0.8,val=0.1,test=0.1 or train=5000,val=500,test=rest"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of negatives and splits")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.set_defaults(run=run_subset)
+
+    t = dsub.add_parser("stats", help="images, annotations, box sizes, mined vs original")
+    t.add_argument("annotations", help="COCO JSON")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(run=run_stats)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    report, backup = merge_files(
+        args.annotations, args.mined, args.images, args.category, args.out,
+        in_place=args.in_place, overwrite=args.overwrite,
+        require_positive=args.require_positive, link=args.link,
+    )  # fmt: skip
+    target = args.annotations if args.in_place else args.out
+    print(
+        f"merged into {target}: {report.images_added} images, {report.annotations_added} "
+        f"annotations added; {report.hard_negatives_recorded} hard negatives recorded; "
+        f"{report.boxes_too_small} boxes <= 10 px dropped; "
+        f"{report.without_positive_dropped} frames without positives dropped"
+    )
+    if report.already_present:
+        print(f"{report.already_present} mined frames were already in the dataset: not added again")
+    if backup:
+        print(f"backup of the input: {backup}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    target = out / "annotations.json"
+    if target.exists() and not args.overwrite:
+        raise CocoError(f"{target}: exists; pass --overwrite to replace it")
+    frames = [f for m in args.mined for f in read_mined(m)]
+    coco, report = export_mined(frames, out, args.category, link=args.link)
+    save_coco(coco, target)
+    print(
+        f"exported {report.images_added} frames, {report.annotations_added} boxes to {target} "
+        f"(images in {out / 'images'})"
+    )
+    return 0
+
+
+def run_subset(args: argparse.Namespace) -> int:
+    coco = load_coco(args.annotations)
+    sub = single_category_subset(
+        coco, args.category, negatives=args.negatives, seed=args.seed, source=args.annotations
+    )
+    splits = parse_splits(args.split)
+    parts = split_by_image(sub, splits, args.seed) if splits else {"annotations": sub}
+    out = Path(args.out)
+    targets = {name: out / f"{name}.json" for name in parts}
+    existing = [t for t in targets.values() if t.exists()]
+    if existing and not args.overwrite:
+        raise CocoError(f"{existing[0]}: exists; pass --overwrite to replace it")
+    for name, part in parts.items():
+        save_coco(part, targets[name])
+        print(f"{targets[name]}: {len(part['images'])} images, {len(part['annotations'])} boxes")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    stats = coco_stats(load_coco(args.annotations))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    b, z = stats["boxes_per_image"], stats["box_sizes"]
+    print(
+        f"{args.annotations}\n"
+        f"  images              {stats['images']:>9}  ({stats['mined_images']} mined, "
+        f"{stats['original_images']} original)\n"
+        f"  annotations         {stats['annotations']:>9}\n"
+        f"  without annotations {stats['images_without_annotations']:>9}\n"
+        f"  boxes per image     mean {b['mean']:.2f}, median {b['median']:g}, max {b['max']}\n"
+        f"  box sizes           small {z['small']}, medium {z['medium']}, large {z['large']}\n"
+        f"  hard negatives      {stats['hard_negatives_recorded']:>9} (recorded, not annotated)"
+    )
+    for name, n in list(stats["per_category"].items())[:20]:
+        print(f"    {name:<24} {n:>9}")
+    return 0

@@ -1,0 +1,148 @@
+"""Reading mined frames back: the miner's native results or the seed's result ``.txt`` files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from flickermine.dataset.coco import CocoError
+
+#: The miner's verdict for boxes that go into a dataset as objects.
+OBJECT_VERDICTS = ("pseudo_positive", "hard_positive")
+
+
+@dataclass
+class MinedFrame:
+    """One mined frame: its picture on disk and its boxes (``[x, y, w, h]``)."""
+
+    image: Path
+    video: str
+    frame: int  # 1-based, as in the file names
+    width: int | None
+    height: int | None
+    positives: list[list[float]] = field(default_factory=list)
+    hard_positives: list[list[float]] = field(default_factory=list)
+    hard_negatives: list[list[float]] = field(default_factory=list)
+    params: dict[str, Any] | None = None
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable unique file name for this frame inside a dataset."""
+        digest = hashlib.sha1(self.video.encode()).hexdigest()[:8]
+        stem = Path(self.video).stem or "video"
+        return f"mined_{stem}_{digest}_frame{self.frame:06d}{self.image.suffix.lower() or '.jpg'}"
+
+
+def read_mined(path: str | os.PathLike[str]) -> list[MinedFrame]:
+    """Mined frames from a miner output folder, one video's summary ``<stem>.json``, or a
+    seed result ``.txt`` (frames beside it, as the seed wrote them).
+
+    Raises:
+        CocoError: unknown input, unreadable results, or a frame image missing on disk.
+    """
+    p = Path(path)
+    if p.is_dir():
+        summaries = [
+            s for s in sorted(p.glob("*.json")) if (p / f"{s.stem}.verdicts.parquet").exists()
+        ]
+        if not summaries:
+            txts = sorted(p.glob("*.txt"))
+            if not txts:
+                raise CocoError(f"{p}: no mining results (<video>.json or seed .txt) found")
+            return [f for t in txts for f in _read_seed_txt(t)]
+        return [f for s in summaries for f in _read_native(s)]
+    if p.suffix == ".json":
+        return _read_native(p)
+    if p.suffix == ".txt":
+        return _read_seed_txt(p)
+    raise CocoError(f"{p}: expected a mining output folder, a <video>.json summary or a .txt")
+
+
+def _read_native(summary_path: Path) -> list[MinedFrame]:
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CocoError(f"{summary_path}: unreadable mining summary: {exc}") from None
+    stem = summary_path.stem
+    verdicts = summary_path.with_name(f"{stem}.verdicts.parquet")
+    if not verdicts.exists():
+        raise CocoError(f"{summary_path}: its verdicts file {verdicts.name} is missing")
+    table = pq.read_table(verdicts, columns=["frame", "x1", "y1", "x2", "y2", "verdict"])
+    order = np.argsort(table.column("frame").to_numpy(), kind="stable")
+    frame = table.column("frame").to_numpy()[order]
+    verdict = np.asarray(table.column("verdict").to_pylist(), dtype=object)[order]
+    xyxy = np.stack([table.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)[order]
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1).astype(float)
+    mined = np.unique(frame[(verdict == "hard_negative") | (verdict == "hard_positive")])
+    frames_dir = summary_path.parent / "frames" / stem
+    video = str(summary.get("video", stem))
+    out = []
+    starts = np.searchsorted(frame, mined, side="left")
+    stops = np.searchsorted(frame, mined, side="right")
+    for t, start, stop in zip(mined, starts, stops, strict=True):
+        rows = range(int(start), int(stop))
+        image = frames_dir / f"frame{int(t) + 1}.jpg"
+        if not image.is_file():
+            raise CocoError(f"{summary_path}: mined frame missing on disk: {image}")
+        f = MinedFrame(
+            image=image, video=video, frame=int(t) + 1, width=summary.get("width"),
+            height=summary.get("height"), params=summary.get("params"), source=str(summary_path),
+        )  # fmt: skip
+        for r in rows:
+            box = [round(float(v), 3) for v in xywh[r]]
+            {"pseudo_positive": f.positives, "hard_positive": f.hard_positives,
+             "hard_negative": f.hard_negatives}[verdict[r]].append(box)  # fmt: skip
+        out.append(f)
+    return out
+
+
+def _read_seed_txt(path: Path) -> list[MinedFrame]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    out = []
+    i = 0
+    while i < len(lines):
+        name = lines[i]
+        try:
+            k = int(lines[i + 1])
+        except (IndexError, ValueError):
+            raise CocoError(
+                f"{path}:{i + 2}: expected the number of boxes after {name!r}"
+            ) from None
+        image = _locate(path, name)
+        try:
+            number = int(Path(name).stem.removeprefix("frame"))
+        except ValueError:
+            number = i
+        f = MinedFrame(image=image, video=str(path.parent / Path(name).parent), frame=number,
+                       width=None, height=None, source=str(path))  # fmt: skip
+        for j in range(k):
+            parts = lines[i + 2 + j].split() if i + 2 + j < len(lines) else []
+            if len(parts) != 5:
+                raise CocoError(f"{path}:{i + 3 + j}: expected 'x y w h flag', got {parts}")
+            try:
+                box = [float(v) for v in parts[:4]]
+                flag = int(float(parts[4]))
+            except ValueError:
+                raise CocoError(f"{path}:{i + 3 + j}: not numbers: {' '.join(parts)}") from None
+            (f.positives if flag else f.hard_negatives).append(box)
+        out.append(f)
+        i += 2 + k
+    return out
+
+
+def _locate(txt: Path, name: str) -> Path:
+    """A frame named in a result file: beside it (the seed) or under ``frames/`` (flickermine)."""
+    for candidate in (txt.parent / name, txt.parent / "frames" / name):
+        if candidate.is_file():
+            return candidate
+    raise CocoError(f"{txt}: mined frame missing on disk: {txt.parent / name}")

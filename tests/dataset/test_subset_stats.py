@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flickermine.cli.main import main
+from flickermine.dataset import CocoError, coco_stats, load_coco, single_category_subset
+
+from factories import make_coco
+
+
+@pytest.fixture
+def coco():
+    return make_coco(n_images=200, seed=5)
+
+
+def test_subset_keeps_one_category_with_original_ids(coco):
+    sub = single_category_subset(coco, "dog")
+    assert sub["categories"] == [{"supercategory": "animal", "id": 18, "name": "dog"}]
+    assert all(a["category_id"] == 18 for a in sub["annotations"])
+    with_dog = {a["image_id"] for a in coco["annotations"] if a["category_id"] == 18}
+    assert {i["id"] for i in sub["images"]} == with_dog
+    assert sub["info"] == coco["info"] and sub["licenses"] == coco["licenses"]
+
+
+def test_negatives_are_a_seeded_fraction(coco):
+    with_dog = {a["image_id"] for a in coco["annotations"] if a["category_id"] == 18}
+    without = len(coco["images"]) - len(with_dog)
+    a = single_category_subset(coco, 18, negatives=0.25, seed=1)
+    b = single_category_subset(coco, 18, negatives=0.25, seed=1)
+    c = single_category_subset(coco, 18, negatives=0.25, seed=2)
+    assert len(a["images"]) == len(with_dog) + round(0.25 * without)
+    assert a == b and a != c
+
+
+def test_splits_by_fraction_and_count(coco, tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    out = tmp_path / "sub"
+    argv = ["dataset", "subset", str(path), "--category", "dog", "--negatives", "0.1"]
+    assert main([*argv, "--out", str(out), "--split", "train=0.6,val=0.2,test=0.2"]) == 0
+    parts = {n: load_coco(out / f"{n}.json") for n in ("train", "val", "test")}
+    ids = [{i["id"] for i in p["images"]} for p in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    total = len(single_category_subset(coco, "dog", negatives=0.1)["images"])
+    assert sum(map(len, ids)) == total
+    for p in parts.values():
+        kept = {i["id"] for i in p["images"]}
+        assert all(a["image_id"] in kept for a in p["annotations"])
+    assert main([*argv, "--out", str(out), "--split", "train=10,val=rest", "--overwrite"]) == 0
+    assert len(load_coco(out / "train.json")["images"]) == 10
+    assert main([*argv, "--out", str(tmp_path / "x"), "--split", "train=100000"]) == 2
+    assert "asks for 100000 images" in capsys.readouterr().err
+    with pytest.raises(CocoError, match="no category 'cat'"):
+        single_category_subset(coco, "cat")
+
+
+def test_stats(coco, tmp_path, capsys):
+    s = coco_stats(coco)
+    assert s["images"] == 200 and s["annotations"] == len(coco["annotations"])
+    assert s["box_sizes"]["small"] + s["box_sizes"]["medium"] + s["box_sizes"]["large"] == len(
+        coco["annotations"]
+    )
+    empty = sum(
+        1 for i in coco["images"] if not any(a["image_id"] == i["id"] for a in coco["annotations"])
+    )
+    assert s["images_without_annotations"] == empty and s["mined_images"] == 0
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    assert main(["dataset", "stats", str(path)]) == 0
+    assert "images                    200" in capsys.readouterr().out
