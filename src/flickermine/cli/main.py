@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from flickermine import __version__
-from flickermine.cli import convert, dataset, demo, mine
+from flickermine.cli import convert, dataset, demo, detect, mine
 from flickermine.errors import FlickermineError
 
-COMMANDS = (mine, convert, dataset, demo)
+COMMANDS = (detect, mine, convert, dataset, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,68 @@
-"""Running a detector over every frame of a video."""
+"""Running a detector over every frame of a video (``flickermine detect``).
+
+Backends: ``hog`` (OpenCV's people detector, offline), ``torchvision`` (any torchvision
+detection model, published weights or a ``flickermine train`` checkpoint), ``onnx`` (any
+exported detector via ONNX Runtime) and ``module:function`` plugins.
+"""
 
 from __future__ import annotations
 
-from flickermine.detect.hog import HogPeopleDetector
-from flickermine.detect.run import detect_video
+from typing import Any
 
-__all__ = ["HogPeopleDetector", "detect_video"]
+from flickermine.detect.base import DetectError, Detector
+from flickermine.detect.hog import HogPeopleDetector
+from flickermine.detect.onnx_backend import OnnxDetector, OnnxSpec, read_class_names
+from flickermine.detect.plugin import PluginDetector
+from flickermine.detect.run import detect_to_file, detect_video
+
+__all__ = [
+    "DetectError",
+    "Detector",
+    "HogPeopleDetector",
+    "OnnxDetector",
+    "OnnxSpec",
+    "PluginDetector",
+    "build_detector",
+    "detect_to_file",
+    "detect_video",
+    "read_class_names",
+]
+
+BACKENDS = ("hog", "torchvision", "onnx", "module:function")
+
+
+def build_detector(
+    backend: str,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    category: str | None = None,
+    score_threshold: float = 0.5,
+    nms_iou: float = 0.15,
+    device: str = "cpu",
+    half: bool = False,
+    onnx_spec: OnnxSpec | None = None,
+) -> Any:
+    """A detector for ``backend`` (see the module docstring); ``weights`` is the torchvision
+    weights name or checkpoint file, or the ``.onnx`` file for the onnx backend."""
+    if backend == "hog":
+        if category not in (None, "person", "1"):
+            raise DetectError(f"the hog backend detects people only, not {category!r}")
+        return HogPeopleDetector(score_threshold=score_threshold)
+    if backend == "torchvision":
+        from flickermine.detect.torchvision_backend import TorchvisionDetector
+        from flickermine.models import DEFAULT_MODEL
+
+        return TorchvisionDetector(
+            model or DEFAULT_MODEL, weights or "DEFAULT", category, score_threshold, nms_iou,
+            device, half,
+        )  # fmt: skip
+    if backend == "onnx":
+        if not weights:
+            raise DetectError("the onnx backend needs the model file: --weights MODEL.onnx")
+        if category is None:
+            raise DetectError("the onnx backend needs --category (class index or name)")
+        return OnnxDetector(weights, onnx_spec or OnnxSpec(), category, score_threshold, device)
+    if ":" in backend:
+        return PluginDetector(backend, category)
+    raise DetectError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

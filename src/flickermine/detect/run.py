@@ -1,78 +1,253 @@
-"""Detecting over a whole video, frame by frame, into :class:`VideoDetections`."""
+"""Detecting over whole videos: decoding runs ahead, frames are batched, runs can resume.
+
+While a video is processed its detections go, a chunk at a time, into a hidden folder beside
+the output (``.<stem>.detect-partial/``), each chunk written atomically. A run that is stopped
+at any point — even by SIGKILL — continues from the last finished chunk and ends with the same
+file an uninterrupted run writes; the final file appears atomically and the partial folder is
+removed.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from flickermine._atomic import atomic_path, atomic_write_text
+from flickermine.detect.base import Detector, check_output
+from flickermine.errors import ConfigError, VideoError
+from flickermine.io import write_legacy, write_native
 from flickermine.structures import VideoDetections, clip_xyxy
-from flickermine.video import VideoReader
+from flickermine.video import VideoReader, prefetch
 
-Detector = Callable[[list[Any]], list[tuple[np.ndarray, np.ndarray]]]
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+
+
+def detector_meta(detector: Any) -> dict[str, Any]:
+    """What the detection file records about the detector."""
+    return {
+        "detector": str(getattr(detector, "description", type(detector).__name__)),
+        "category": getattr(detector, "category", None),
+        "score_threshold": getattr(detector, "score_threshold", None),
+        "nms_iou": getattr(detector, "nms_iou", None),
+    }
 
 
 def detect_video(
     video: str | os.PathLike[str],
-    detector: Detector,
+    detector: Detector | Callable[[list[Any]], list[Any]],
     *,
     batch_size: int = 1,
-    progress: Callable[[int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> VideoDetections:
-    """Run ``detector`` on every frame of ``video``.
-
-    Args:
-        video: the video file.
-        detector: maps a list of BGR frames to per-frame ``(xyxy (K, 4), score (K,))``.
-        batch_size: frames per detector call.
-        progress: called with the number of frames processed since the last call.
-
-    Returns:
-        Detections (boxes clipped to the frame) with metadata describing video and detector.
-    """
+    """Run ``detector`` on every frame of ``video`` in memory (no files, no resume)."""
     reader = VideoReader(video)
-    frames: list[np.ndarray] = []
-    boxes: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    batch: list[Any] = []
-    indices: list[int] = []
-    count = 0
+    parts = _detect_frames(reader, detector, 0, batch_size, None, progress)
+    return _assemble(reader, detector, parts)
 
-    def flush() -> None:
-        for t, (xyxy, score) in zip(indices, detector(batch), strict=True):
-            frames.append(np.full(len(score), t, np.int64))
-            boxes.append(clip_xyxy(np.asarray(xyxy, np.float32), reader.width, reader.height))
-            scores.append(np.asarray(score, np.float32))
+
+def _detect_frames(
+    reader: VideoReader,
+    detector: Any,
+    start: int,
+    batch_size: int,
+    on_chunk: Callable[[int, list[tuple[int, np.ndarray, np.ndarray]]], None] | None,
+    progress: ProgressCallback | None,
+    chunk_frames: int = 0,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Detections of frames ``start..`` as (frame, xyxy, score); ``on_chunk(end, rows)`` is
+    called after every ``chunk_frames`` frames (``end`` exclusive)."""
+    source = str(getattr(detector, "description", "detector"))
+    rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    batch: list[np.ndarray] = []
+    indices: list[int] = []
+    done = start
+
+    def run_batch() -> None:
+        nonlocal done
+        results = check_output(detector(batch), len(batch), source)
+        for t, (xyxy, score) in zip(indices, results, strict=True):
+            pending.append((t, clip_xyxy(xyxy, reader.width, reader.height), score))
+        done = indices[-1] + 1
         if progress is not None:
             progress(len(batch))
         batch.clear()
         indices.clear()
+        if on_chunk is not None and chunk_frames and (done - start) % chunk_frames == 0:
+            on_chunk(done, pending)
+            rows.extend(pending)
+            pending.clear()
 
-    for frame in reader:
-        batch.append(frame.bgr)
-        indices.append(frame.index)
-        count += 1
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
-    meta = {
-        "video": str(reader.path),
-        "fps": reader.fps,
-        "width": reader.width,
-        "height": reader.height,
-        "detector": getattr(detector, "description", type(detector).__name__),
-        "category": getattr(detector, "category", None),
-        "score_threshold": getattr(detector, "score_threshold", None),
-    }
-    if not frames:
-        return VideoDetections.empty(count, meta)
+    frames = prefetch(iter(reader), size=2 * batch_size + 4)
+    try:
+        for frame in frames:
+            if frame.index < start:
+                continue
+            batch.append(frame.bgr)
+            indices.append(frame.index)
+            if len(batch) >= batch_size:
+                run_batch()
+        if batch:
+            run_batch()
+    except VideoError as exc:
+        if batch:
+            batch.clear()
+            indices.clear()
+        if on_chunk is not None and pending:
+            on_chunk(done, pending)
+        raise VideoError(
+            f"{exc}; detections of frames 1..{done} are kept for a later run"
+        ) from None
+    if on_chunk is not None and pending:
+        on_chunk(done, pending)
+    rows.extend(pending)
+    return rows
+
+
+def _assemble(
+    reader: VideoReader,
+    detector: Any,
+    parts: list[tuple[int, np.ndarray, np.ndarray]],
+    num_frames: int | None = None,
+) -> VideoDetections:
+    n = num_frames if num_frames is not None else (parts[-1][0] + 1 if parts else 0)
+    meta = {"video": str(reader.path), "fps": reader.fps, "width": reader.width,
+            "height": reader.height, **detector_meta(detector)}  # fmt: skip
+    if not any(len(s) for _, _, s in parts):
+        return VideoDetections.empty(n, meta)
     return VideoDetections.from_rows(
-        frame=np.concatenate(frames),
-        xyxy=np.concatenate(boxes),
-        score=np.concatenate(scores),
-        num_frames=count,
+        frame=np.concatenate([np.full(len(s), t, np.int64) for t, _, s in parts]),
+        xyxy=np.concatenate([b.reshape(-1, 4) for _, b, _ in parts]),
+        score=np.concatenate([s for _, _, s in parts]),
+        num_frames=n,
         meta=meta,
     )
+
+
+# ---------------------------------------------------------------------------- resumable files
+def partial_dir(out_path: Path) -> Path:
+    """Where the chunks of an unfinished run of ``out_path`` live."""
+    return out_path.parent / f".{out_path.stem}.detect-partial"
+
+
+def _write_chunk(
+    folder: Path, start: int, end: int, rows: list[tuple[int, np.ndarray, np.ndarray]]
+) -> None:
+    frame = (
+        np.concatenate([np.full(len(s), t, np.int32) for t, _, s in rows])
+        if rows
+        else np.zeros(0, np.int32)
+    )
+    boxes = (
+        np.concatenate([b.reshape(-1, 4) for _, b, _ in rows])
+        if rows
+        else np.zeros((0, 4), np.float32)
+    )
+    score = np.concatenate([s for _, _, s in rows]) if rows else np.zeros(0, np.float32)
+    columns = {"frame": frame}
+    for k, name in enumerate(("x1", "y1", "x2", "y2")):
+        columns[name] = boxes[:, k].astype(np.float32)
+    columns["score"] = score.astype(np.float32)
+    table = pa.table(columns)
+    with atomic_path(folder / f"chunk_{start:09d}_{end:09d}.parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def _read_chunks(folder: Path) -> tuple[int, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Rows of the contiguous chunks from frame 0, and the frame after the last of them."""
+    end = 0
+    rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for path in sorted(folder.glob("chunk_*.parquet")):
+        _, a, b = path.stem.split("_")
+        if int(a) != end:
+            break
+        t = pq.read_table(path)
+        frame = t.column("frame").to_numpy()
+        xyxy = np.stack([t.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)
+        score = t.column("score").to_numpy()
+        for f in range(int(a), int(b)):
+            sel = frame == f
+            rows.append((f, xyxy[sel], score[sel]))
+        end = int(b)
+    return end, rows
+
+
+def detect_to_file(
+    video: str | os.PathLike[str],
+    detector: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    batch_size: int = 1,
+    chunk_frames: int = 256,
+    legacy_txt: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> tuple[VideoDetections, bool]:
+    """Detect over ``video`` into the native file ``out_path`` (and ``.txt`` beside it with
+    ``legacy_txt``), resuming an interrupted run.
+
+    Returns:
+        The detections and whether they were computed now (False: the file already existed).
+    """
+    out = Path(out_path)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size: expected >= 1, got {batch_size}")
+    chunk_frames = max(batch_size, (chunk_frames // batch_size) * batch_size)
+    reader = VideoReader(video)
+    if out.exists() and not overwrite:
+        from flickermine.io import read_native
+
+        return read_native(out), False
+    folder = partial_dir(out)
+    identity = {
+        "video": str(Path(video).resolve()),
+        "size": reader.path.stat().st_size,
+        **detector_meta(detector),
+        "batch_size": batch_size,
+        "chunk_frames": chunk_frames,
+    }
+    marker = folder / "run.json"
+    if folder.exists() and (
+        overwrite or not marker.exists() or json.loads(marker.read_text()) != identity
+    ):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_write_text(marker, json.dumps(identity))
+    start, done_rows = _read_chunks(folder)
+    if start and progress is not None:
+        progress(start)
+    if start:
+        logger.info("%s: resuming at frame %d", video, start + 1)
+    last = {"start": start}
+
+    def on_chunk(end: int, rows: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        _write_chunk(folder, last["start"], end, rows)
+        last["start"] = end
+
+    new_rows = _detect_frames(reader, detector, start, batch_size, on_chunk, progress, chunk_frames)
+    parts = done_rows + new_rows
+    decoded = parts[-1][0] + 1 if parts else 0
+    if decoded < reader.num_frames:
+        raise VideoError(
+            f"{video}: decoding stopped at frame {decoded + 1} of the {reader.num_frames} its "
+            f"header announces; detections of frames 1..{decoded} are kept in {folder} "
+            "(re-encode the video to detect the rest)"
+        )
+    dets = _assemble(reader, detector, parts, num_frames=max(decoded, start))
+    write_native(dets, out)
+    if legacy_txt:
+        write_legacy(dets, out.with_suffix(".txt"))
+    shutil.rmtree(folder, ignore_errors=True)
+    return dets, True

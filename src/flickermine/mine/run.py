@@ -162,7 +162,8 @@ def mine_video(
 
 
 # ---------------------------------------------------------------------------- folders
-def _videos_in(folder: Path) -> list[Path]:
+def list_videos(folder: Path) -> list[Path]:
+    """Videos in ``folder``: files with a video suffix, and the seed's ``videoN/videoN.mkv``."""
     videos = sorted(p for p in folder.iterdir() if p.is_file() and is_video_file(p))
     # The seed's layout: videoN/videoN.mkv (or any single video inside a sub-folder).
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -207,7 +208,7 @@ def find_jobs(video: str | os.PathLike[str], detections: str | os.PathLike[str])
                 raise ConfigError(f"{dpath}: no detection file named after {vpath.name}")
             dpath = found
         return [MineJob(vpath, dpath)]
-    videos = _videos_in(vpath)
+    videos = list_videos(vpath)
     if not videos:
         raise ConfigError(f"{vpath}: no video files found")
     if dpath.is_file():

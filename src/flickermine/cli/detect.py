@@ -1,0 +1,134 @@
+"""``flickermine detect``: run a detector over videos into detection files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from flickermine.cli._common import progress_bar
+from flickermine.detect import OnnxSpec, build_detector, detect_to_file, read_class_names
+from flickermine.detect.base import DetectError
+from flickermine.errors import ConfigError, FlickermineError
+from flickermine.mine.run import list_videos
+from flickermine.video import VideoReader
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="run a detector over every frame of videos",
+        description="Writes OUT/<video>.parquet per video (and the legacy text with "
+        "--legacy-txt). Interrupted runs resume; finished videos are skipped.",
+    )
+    p.add_argument("video", help="a video file or a folder of videos")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--backend", default="hog",
+        help="hog (default, offline), torchvision, onnx, or module:function",
+    )  # fmt: skip
+    p.add_argument("--model", help="torchvision model name (default fasterrcnn_resnet50_fpn_v2)")
+    p.add_argument(
+        "--weights",
+        help="torchvision weights name (DEFAULT, COCO_V1, ...) or a checkpoint file; the .onnx "
+        "file for --backend onnx",
+    )
+    p.add_argument("--category", help="category to keep: COCO name or id, or a class name/index")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="default 0.5")
+    p.add_argument("--nms-iou", type=float, default=0.15, help="class-specific NMS (seed: 0.15)")
+    p.add_argument("--batch-size", type=int, default=1, help="frames per inference call")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--half", action="store_true", help="float16 on CUDA")
+    p.add_argument("--legacy-txt", action="store_true", help="also write the seed's text format")
+    p.add_argument("--overwrite", action="store_true", help="redo videos already detected")
+    p.add_argument("--chunk-frames", type=int, default=256, help="frames per resumable chunk")
+    o = p.add_argument_group("onnx backend")
+    o.add_argument("--input-size", help="WxH the model expects (default: frames as they are)")
+    o.add_argument("--resize", default="stretch", choices=("stretch", "letterbox"))
+    o.add_argument("--layout", default="NCHW", choices=("NCHW", "NHWC"))
+    o.add_argument("--channels", default="RGB", choices=("RGB", "BGR"))
+    o.add_argument("--pixel-scale", type=float, default=255.0, help="divide pixels by (1 or 255)")
+    o.add_argument("--mean", help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
+    o.add_argument("--std", help="per-channel std after scaling, e.g. 0.229,0.224,0.225")
+    o.add_argument(
+        "--output-layout", default="separate", choices=("rows", "separate"),
+        help="rows: [N,6] x1 y1 x2 y2 score class; separate: boxes/scores/labels",
+    )  # fmt: skip
+    o.add_argument("--normalized", action="store_true", help="output boxes are in [0, 1]")
+    o.add_argument("--output-names", default="boxes,scores,labels",
+                   help="names of the separate outputs (default boxes,scores,labels)")  # fmt: skip
+    o.add_argument("--class-names", help="file of class names, one per line")
+    p.set_defaults(run=run)
+
+
+def _triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        a, b, c = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag}: expected three comma-separated numbers, got {text!r}") from None
+    return a, b, c
+
+
+def onnx_spec_from_args(args: argparse.Namespace) -> OnnxSpec:
+    size = None
+    if args.input_size:
+        try:
+            w, h = (int(v) for v in args.input_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--input-size: expected WxH, got {args.input_size!r}") from None
+        size = (w, h)
+    names = [n.strip() for n in args.output_names.split(",")]
+    if len(names) != 3:
+        raise ConfigError("--output-names: expected boxes,scores,labels names")
+    return OnnxSpec(
+        input_size=size, resize=args.resize, layout=args.layout, channels=args.channels,
+        scale=args.pixel_scale, mean=_triple(args.mean, "--mean"), std=_triple(args.std, "--std"),
+        output=args.output_layout, normalized=args.normalized, boxes_name=names[0],
+        scores_name=names[1], labels_name=names[2],
+        class_names=read_class_names(args.class_names) if args.class_names else (),
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    src = Path(args.video)
+    if not src.exists():
+        raise ConfigError(f"{src}: no such video file or folder")
+    videos = list_videos(src) if src.is_dir() else [src]
+    if not videos:
+        raise ConfigError(f"{src}: no video files found")
+    detector = build_detector(
+        args.backend, model=args.model, weights=args.weights, category=args.category,
+        score_threshold=args.score_threshold, nms_iou=args.nms_iou, device=args.device,
+        half=args.half, onnx_spec=onnx_spec_from_args(args) if args.backend == "onnx" else None,
+    )  # fmt: skip
+    out = Path(args.out)
+    totals = {v: VideoReader(v).num_frames for v in videos}
+    failed = 0
+    with progress_bar(sum(totals.values()), f"detect {len(videos)} video(s)") as overall:
+        for video in videos:
+            with progress_bar(totals[video], video.name, leave=False, position=1) as bar:
+
+                def step(n: int, bar: Any = bar) -> None:
+                    bar.update(n)
+                    overall.update(n)
+
+                try:
+                    dets, computed = detect_to_file(
+                        video, detector, out / f"{video.stem}.parquet",
+                        batch_size=args.batch_size, chunk_frames=args.chunk_frames,
+                        legacy_txt=args.legacy_txt, overwrite=args.overwrite, progress=step,
+                    )  # fmt: skip
+                except DetectError:
+                    raise  # the detector itself is wrong: every video would fail
+                except FlickermineError as exc:
+                    print(f"Error: {video}: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+            if not computed:
+                overall.update(totals[video])
+            state = "done" if computed else "already done, skipped"
+            print(f"{video.name}: {len(dets)} boxes in {dets.num_frames} frames ({state})")
+    return 1 if failed else 0

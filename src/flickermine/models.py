@@ -1,0 +1,170 @@
+"""torchvision detection models and flickermine checkpoints (shared by detect and train).
+
+A checkpoint is a ``torch.save`` dictionary::
+
+    {"format": "flickermine-checkpoint", "version": 1, "model_name": str, "num_classes": int,
+     "categories": [{"id": int, "name": str}, ...],   # label i (1-based) -> categories[i - 1]
+     "min_size": int, "max_size": int, "model": state_dict, ...training state...}
+
+torch and torchvision are imported lazily: the rest of flickermine works without them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flickermine.errors import ConfigError, FlickermineError
+
+CHECKPOINT_FORMAT = "flickermine-checkpoint"
+DEFAULT_MODEL = "fasterrcnn_resnet50_fpn_v2"
+DETECTION_MODELS = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "retinanet_resnet50_fpn",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "ssd300_vgg16",
+    "ssdlite320_mobilenet_v3_large",
+)
+
+
+class ModelError(FlickermineError):
+    """A model or checkpoint that cannot be built or loaded."""
+
+
+def require_torch() -> Any:
+    """Import torch and torchvision, with a clear message when they are missing."""
+    try:
+        import torch
+        import torchvision  # noqa: F401
+    except ImportError:
+        raise ModelError(
+            "this needs torch and torchvision: pip install 'flickermine[torch]' "
+            "(or torch==2.14.1 torchvision==0.29.1)"
+        ) from None
+    return torch
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    min_size: int | None = None,
+    max_size: int | None = None,
+) -> Any:
+    """An untrained torchvision detection model with ``num_classes`` (background included)."""
+    require_torch()
+    import torchvision
+
+    if name not in torchvision.models.list_models(torchvision.models.detection):
+        raise ConfigError(
+            f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
+        )
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+    if min_size:
+        kwargs["min_size"] = min_size
+    if max_size:
+        kwargs["max_size"] = max_size
+    return torchvision.models.get_model(name, **kwargs)
+
+
+def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
+    """A torchvision model with published weights (downloaded and cached by torchvision).
+
+    Args:
+        weights: ``DEFAULT`` or a weights name such as ``COCO_V1`` or
+            ``FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1``.
+
+    Returns:
+        The model and its category names by label index.
+    """
+    require_torch()
+    import torchvision
+
+    if name not in torchvision.models.list_models(torchvision.models.detection):
+        raise ConfigError(
+            f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
+        )
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        w = torchvision.models.get_weight(weights) if "." in weights else enum[weights]
+    except (KeyError, ValueError, AttributeError):
+        choices = ", ".join(["DEFAULT", *(m for m in enum.__members__)])
+        raise ConfigError(
+            f"unknown weights {weights!r} for {name}; choose from {choices} or a checkpoint file"
+        ) from None
+    try:
+        model = torchvision.models.get_model(name, weights=w)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise ModelError(
+            f"cannot load weights {w} for {name}: {exc}. Without a network, pass a checkpoint "
+            "file (--weights FILE) or put the weights in torch's cache"
+        ) from None
+    return model, list(w.meta["categories"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Any,
+    model_name: str,
+    categories: list[dict[str, Any]],
+    **extra: Any,
+) -> None:
+    """Write a checkpoint atomically."""
+    torch = require_torch()
+    from flickermine._atomic import atomic_path
+
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "model_name": model_name,
+        "num_classes": len(categories) + 1,
+        "categories": categories,
+        "min_size": _first(getattr(model.transform, "min_size", None)),
+        "max_size": getattr(model.transform, "max_size", None),
+        "model": model.state_dict(),
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, (tuple, list)) and value else value
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint dictionary (on the CPU) and check its format."""
+    torch = require_torch()
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: checkpoint file not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many kinds on a bad file
+        raise ModelError(f"{p}: not a readable checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{p}: not a flickermine checkpoint (written by `flickermine train`)")
+    return ckpt
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], expected_name: str | None = None
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+    """The model stored in a checkpoint, its categories and the checkpoint dictionary."""
+    ckpt = read_checkpoint(path)
+    name = ckpt["model_name"]
+    if expected_name and expected_name != name:
+        raise ModelError(f"{path}: checkpoint is a {name}, not a {expected_name}")
+    model = build_model(
+        name, ckpt["num_classes"], min_size=ckpt.get("min_size"), max_size=ckpt.get("max_size")
+    )
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit a {name}: {str(exc)[:300]}") from None
+    return model, list(ckpt["categories"]), ckpt
