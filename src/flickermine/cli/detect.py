@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--nms-iou", type=float, default=0.15, help="class-specific NMS (seed: 0.15)")
     p.add_argument("--batch-size", type=int, default=1, help="frames per inference call")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--workers", type=int, default=0,
+        help="inference threads (default: one per core for torchvision/onnx on the CPU, else 1)",
+    )  # fmt: skip
     p.add_argument("--half", action="store_true", help="float16 on CUDA")
     p.add_argument("--legacy-txt", action="store_true", help="also write the seed's text format")
     p.add_argument("--overwrite", action="store_true", help="redo videos already detected")
@@ -92,6 +97,14 @@ def onnx_spec_from_args(args: argparse.Namespace) -> OnnxSpec:
     )  # fmt: skip
 
 
+def default_workers(backend: str, device: str) -> int:
+    """One inference thread per core for torch/ONNX on the CPU; one otherwise (GPU, HOG, and
+    plugins, which may not be thread-safe)."""
+    if backend in ("torchvision", "onnx") and not device.startswith("cuda"):
+        return min(os.cpu_count() or 1, 8)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     src = Path(args.video)
     if not src.exists():
@@ -104,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, device=args.device,
         half=args.half, onnx_spec=onnx_spec_from_args(args) if args.backend == "onnx" else None,
     )  # fmt: skip
+    workers = args.workers or default_workers(args.backend, args.device)
+    if workers > 1 and hasattr(detector, "threads_per_worker"):
+        # Several inference threads, each with few torch threads, keep every core busy.
+        detector.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     out = Path(args.out)
     totals = {v: VideoReader(v).num_frames for v in videos}
     failed = 0
@@ -119,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                     dets, computed = detect_to_file(
                         video, detector, out / f"{video.stem}.parquet",
                         batch_size=args.batch_size, chunk_frames=args.chunk_frames,
-                        legacy_txt=args.legacy_txt, overwrite=args.overwrite, progress=step,
+                        legacy_txt=args.legacy_txt, overwrite=args.overwrite, workers=workers,
+                        progress=step,
                     )  # fmt: skip
                 except DetectError:
                     raise  # the detector itself is wrong: every video would fail

@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +50,12 @@ def detect_video(
     detector: Detector | Callable[[list[Any]], list[Any]],
     *,
     batch_size: int = 1,
+    workers: int = 1,
     progress: ProgressCallback | None = None,
 ) -> VideoDetections:
     """Run ``detector`` on every frame of ``video`` in memory (no files, no resume)."""
     reader = VideoReader(video)
-    parts = _detect_frames(reader, detector, 0, batch_size, None, progress)
+    parts = _detect_frames(reader, detector, 0, batch_size, None, progress, workers=workers)
     return _assemble(reader, detector, parts)
 
 
@@ -64,51 +67,63 @@ def _detect_frames(
     on_chunk: Callable[[int, list[tuple[int, np.ndarray, np.ndarray]]], None] | None,
     progress: ProgressCallback | None,
     chunk_frames: int = 0,
+    workers: int = 1,
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Detections of frames ``start..`` as (frame, xyxy, score); ``on_chunk(end, rows)`` is
-    called after every ``chunk_frames`` frames (``end`` exclusive)."""
+    called after every ``chunk_frames`` frames (``end`` exclusive).
+
+    Decoding runs ahead in a background thread; batches go to ``workers`` inference threads
+    (torch and ONNX Runtime release the GIL) and their results are taken in frame order.
+    """
     source = str(getattr(detector, "description", "detector"))
     rows: list[tuple[int, np.ndarray, np.ndarray]] = []
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []
-    batch: list[np.ndarray] = []
-    indices: list[int] = []
     done = start
 
-    def run_batch() -> None:
+    def finish(indices: list[int], future: Future[Any]) -> None:
         nonlocal done
-        results = check_output(detector(batch), len(batch), source)
+        results = check_output(future.result(), len(indices), source)
         for t, (xyxy, score) in zip(indices, results, strict=True):
             pending.append((t, clip_xyxy(xyxy, reader.width, reader.height), score))
         done = indices[-1] + 1
         if progress is not None:
-            progress(len(batch))
-        batch.clear()
-        indices.clear()
+            progress(len(indices))
         if on_chunk is not None and chunk_frames and (done - start) % chunk_frames == 0:
             on_chunk(done, pending)
             rows.extend(pending)
             pending.clear()
 
-    frames = prefetch(iter(reader), size=2 * batch_size + 4)
-    try:
-        for frame in frames:
-            if frame.index < start:
-                continue
-            batch.append(frame.bgr)
-            indices.append(frame.index)
-            if len(batch) >= batch_size:
-                run_batch()
+    frames = prefetch(iter(reader), size=2 * batch_size * max(1, workers) + 4)
+    in_flight: deque[tuple[list[int], Future[Any]]] = deque()
+    batch: list[np.ndarray] = []
+    indices: list[int] = []
+    init = getattr(detector, "thread_init", None)  # e.g. torch's per-thread settings
+    with ThreadPoolExecutor(
+        max(1, workers), thread_name_prefix="flickermine-detect", initializer=init
+    ) as pool:
+        try:
+            for frame in frames:
+                if frame.index < start:
+                    continue
+                batch.append(frame.bgr)
+                indices.append(frame.index)
+                if len(batch) >= batch_size:
+                    in_flight.append((indices, pool.submit(detector, batch)))
+                    batch, indices = [], []
+                    while len(in_flight) > 2 * max(1, workers):
+                        finish(*in_flight.popleft())
+        except VideoError as exc:
+            while in_flight:
+                finish(*in_flight.popleft())
+            if on_chunk is not None and pending:
+                on_chunk(done, pending)
+            raise VideoError(
+                f"{exc}; detections of frames 1..{done} are kept for a later run"
+            ) from None
         if batch:
-            run_batch()
-    except VideoError as exc:
-        if batch:
-            batch.clear()
-            indices.clear()
-        if on_chunk is not None and pending:
-            on_chunk(done, pending)
-        raise VideoError(
-            f"{exc}; detections of frames 1..{done} are kept for a later run"
-        ) from None
+            in_flight.append((indices, pool.submit(detector, batch)))
+        while in_flight:
+            finish(*in_flight.popleft())
     if on_chunk is not None and pending:
         on_chunk(done, pending)
     rows.extend(pending)
@@ -192,10 +207,14 @@ def detect_to_file(
     chunk_frames: int = 256,
     legacy_txt: bool = False,
     overwrite: bool = False,
+    workers: int = 1,
     progress: ProgressCallback | None = None,
 ) -> tuple[VideoDetections, bool]:
     """Detect over ``video`` into the native file ``out_path`` (and ``.txt`` beside it with
     ``legacy_txt``), resuming an interrupted run.
+
+    ``workers`` inference threads run batches concurrently (on a CPU, two threads with one torch
+    thread each beat one thread with two); the result does not depend on it.
 
     Returns:
         The detections and whether they were computed now (False: the file already existed).
@@ -236,7 +255,9 @@ def detect_to_file(
         _write_chunk(folder, last["start"], end, rows)
         last["start"] = end
 
-    new_rows = _detect_frames(reader, detector, start, batch_size, on_chunk, progress, chunk_frames)
+    new_rows = _detect_frames(
+        reader, detector, start, batch_size, on_chunk, progress, chunk_frames, workers
+    )
     parts = done_rows + new_rows
     decoded = parts[-1][0] + 1 if parts else 0
     if decoded < reader.num_frames:

@@ -72,6 +72,14 @@ class TorchvisionDetector:
         self.description = f"torchvision:{model}:{weights}"
         self._torch = torch
 
+    #: torch threads per inference thread (set by the runner when it uses several workers).
+    threads_per_worker: int | None = None
+
+    def thread_init(self) -> None:
+        """Run at the start of each inference thread."""
+        if self.threads_per_worker:
+            self._torch.set_num_threads(self.threads_per_worker)
+
     def __call__(self, frames: list[npt.NDArray[np.uint8]]) -> list[FrameDetections]:
         torch = self._torch
         from torchvision.ops import nms
