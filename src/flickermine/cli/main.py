@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from flickermine import __version__
-from flickermine.cli import convert, dataset, demo, detect, mine
+from flickermine.cli import convert, dataset, demo, detect, fetch, mine
 from flickermine.errors import FlickermineError
 
-COMMANDS = (detect, mine, convert, dataset, demo)
+COMMANDS = (fetch, detect, mine, convert, dataset, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,208 @@
+"""Downloading videos with yt-dlp (as a library) into a folder plus a manifest.
+
+The list file holds one URL or YouTube id per line (``#`` comments and blank lines ignored).
+``DIR/manifest.csv`` gets one row per entry — ``id, url, file, title, duration, fps, frames,
+width, height, status, error`` — rewritten atomically after each video, so an interrupted run
+keeps what it did; videos already downloaded are skipped, failures are recorded and the rest go
+on. ``seed_layout`` lays the videos out as the seed did (``videoN/videoN.<ext>``) with a
+``mapping.csv`` from ``videoN`` to id and URL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from flickermine._atomic import atomic_write_text
+from flickermine.errors import ConfigError, FlickermineError
+from flickermine.video import VideoReader
+
+logger = logging.getLogger(__name__)
+
+_YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+
+
+@dataclass
+class ManifestRow:
+    """One entry of ``manifest.csv``."""
+
+    id: str = ""
+    url: str = ""
+    file: str = ""
+    title: str = ""
+    duration: str = ""
+    fps: str = ""
+    frames: str = ""
+    width: str = ""
+    height: str = ""
+    status: str = ""
+    error: str = ""
+
+
+def read_list(path: str | Path) -> list[str]:
+    """URLs from a list file; bare YouTube ids become watch URLs."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the URL list: {exc}") from None
+    urls = []
+    for line in lines:
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        urls.append(
+            f"https://www.youtube.com/watch?v={entry}" if _YOUTUBE_ID.match(entry) else entry
+        )
+    if not urls:
+        raise ConfigError(f"{p}: the URL list is empty")
+    return urls
+
+
+def read_manifest(path: Path) -> dict[str, ManifestRow]:
+    """Existing manifest rows by URL (empty when there is none)."""
+    if not path.exists():
+        return {}
+    names = {f.name for f in fields(ManifestRow)}
+    with path.open(newline="") as fh:
+        return {
+            row["url"]: ManifestRow(**{k: v for k, v in row.items() if k in names})
+            for row in csv.DictReader(fh)
+        }
+
+
+def write_manifest(path: Path, rows: list[ManifestRow]) -> None:
+    """Write the manifest atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(ManifestRow)])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(asdict(row))
+    atomic_write_text(path, buf.getvalue())
+
+
+def fetch_videos(
+    list_file: str | Path,
+    out_dir: str | Path,
+    *,
+    retries: int = 3,
+    rate_limit: str | None = None,
+    sleep: float = 0.0,
+    video_format: str = "best[ext=mp4]/best",
+    seed_layout: bool = False,
+    on_done: Callable[[ManifestRow], None] | None = None,
+) -> list[ManifestRow]:
+    """Download every URL of ``list_file`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        retries: attempts per video (and yt-dlp's own fragment retries).
+        rate_limit: download speed cap such as ``500K`` or ``2M`` (bytes per second).
+        sleep: seconds to wait between videos (be gentle with the host).
+        video_format: yt-dlp format selector.
+        seed_layout: write ``videoN/videoN.<ext>`` and ``mapping.csv``.
+        on_done: called with each video's manifest row.
+
+    Returns:
+        The manifest rows, in list order.
+    """
+    try:
+        import yt_dlp
+    except ImportError:
+        raise FlickermineError("fetch needs yt-dlp: pip install 'flickermine[fetch]'") from None
+    urls = read_list(list_file)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.csv"
+    previous = read_manifest(manifest_path)
+    rows: list[ManifestRow] = []
+    opts: dict[str, Any] = {
+        "format": video_format,
+        "outtmpl": str(out / "%(id)s.%(ext)s"),
+        "retries": retries,
+        "fragment_retries": retries,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": logger,
+    }
+    if rate_limit:
+        opts["ratelimit"] = _parse_rate(rate_limit)
+    for n, url in enumerate(urls, start=1):
+        old = previous.get(url)
+        if old and old.status == "ok" and (out / old.file).is_file():
+            row = old
+            row.status = "ok"
+        else:
+            row = _download(yt_dlp, opts, url, out, retries)
+            if sleep and n < len(urls):
+                time.sleep(sleep)
+        if seed_layout and row.status == "ok":
+            row = _to_seed_layout(row, out, n)
+        rows.append(row)
+        write_manifest(manifest_path, rows + [r for u, r in previous.items() if u not in urls])
+        if on_done:
+            on_done(row)
+    if seed_layout:
+        mapping = "folder,id,url\n" + "".join(
+            f"video{n},{r.id},{r.url}\n" for n, r in enumerate(rows, start=1) if r.status == "ok"
+        )
+        atomic_write_text(out / "mapping.csv", mapping)
+    return rows
+
+
+def _parse_rate(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]?)", text.strip().upper())
+    if not match:
+        raise ConfigError(f"rate limit: expected a number with optional K/M/G, got {text!r}")
+    value, unit = float(match.group(1)), match.group(2)
+    return int(value * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+
+
+def _download(yt_dlp: Any, opts: dict[str, Any], url: str, out: Path, retries: int) -> ManifestRow:
+    row = ManifestRow(url=url)
+    error = ""
+    for attempt in range(1, max(1, retries) + 1):
+        try:
+            with yt_dlp.YoutubeDL(opts) as ydl:
+                info = ydl.extract_info(url, download=True)
+                path = Path(ydl.prepare_filename(info))
+            break
+        except Exception as exc:  # yt-dlp raises DownloadError and friends
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            logger.warning("%s: attempt %d failed: %s", url, attempt, error)
+    else:
+        row.status, row.error = "failed", error
+        return row
+    row.id = str(info.get("id", path.stem))
+    row.title = str(info.get("title", ""))
+    row.duration = str(info.get("duration") or "")
+    row.file = path.name
+    try:
+        reader = VideoReader(path)
+    except FlickermineError as exc:
+        row.status, row.error = "failed", f"downloaded file is not a readable video: {exc}"
+        return row
+    row.fps, row.frames = f"{reader.fps:g}", str(reader.num_frames)
+    row.width, row.height = str(reader.width), str(reader.height)
+    if not row.duration and reader.fps:
+        row.duration = f"{reader.num_frames / reader.fps:.3f}"
+    row.status = "ok"
+    return row
+
+
+def _to_seed_layout(row: ManifestRow, out: Path, n: int) -> ManifestRow:
+    src = out / row.file
+    dst = out / f"video{n}" / f"video{n}{src.suffix}"
+    if src != dst and src.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), dst)
+    row.file = str(dst.relative_to(out))
+    return row
