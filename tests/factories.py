@@ -121,3 +121,40 @@ def make_coco(n_images: int = 6, seed: int = 0) -> dict:
     return {"info": {"description": "test", "year": 2017}, "licenses": [{"id": 3, "name": "L"}],
             "images": images, "annotations": anns, "categories": cats,
             "extra_top_level": [1, 2, 3]}  # fmt: skip
+
+
+def make_shapes_dataset(root: Path, n_images: int = 40, seed: int = 0, size: int = 128) -> Path:
+    """A tiny COCO dataset: discs (category 5, "disc") and look-alike squares of the same
+    colours (category 9, "square") on noisy backgrounds; every fifth image holds no object.
+    Returns the annotation file (images in ``root / "images"``)."""
+    rng = np.random.default_rng(seed)
+    img_dir = root / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(n_images):
+        img = (rng.normal(100, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
+        iid = 10 + i
+        if i % 5:
+            for _ in range(int(rng.integers(1, 4))):
+                r = int(rng.integers(9, 20))
+                cx, cy = (int(v) for v in rng.integers(r + 1, size - r - 1, 2))
+                color = tuple(int(c) for c in rng.integers(150, 256, 3))
+                if rng.random() < 0.6:
+                    cv2.circle(img, (cx, cy), r, color, -1)
+                    cat = 5
+                else:
+                    cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), color, -1)
+                    cat = 9
+                anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cat,
+                             "bbox": [cx - r, cy - r, 2 * r + 1, 2 * r + 1],
+                             "area": float((2 * r + 1) ** 2), "iscrowd": 0})  # fmt: skip
+        name = f"img{iid:04d}.png"
+        cv2.imwrite(str(img_dir / name), img)
+        images.append({"id": iid, "file_name": name, "width": size, "height": size})
+    coco = {"images": images, "annotations": anns,
+            "categories": [{"id": 5, "name": "disc"}, {"id": 9, "name": "square"}]}  # fmt: skip
+    path = root / "train.json"
+    import json
+
+    path.write_text(json.dumps(coco))
+    return path

@@ -19,7 +19,10 @@ from flickermine.errors import ConfigError, FlickermineError
 
 CHECKPOINT_FORMAT = "flickermine-checkpoint"
 DEFAULT_MODEL = "fasterrcnn_resnet50_fpn_v2"
+#: A small Faster R-CNN (four conv layers, one feature map) for tests and quick experiments.
+TINY_MODEL = "fasterrcnn_tiny"
 DETECTION_MODELS = (
+    TINY_MODEL,
     "fasterrcnn_resnet50_fpn",
     "fasterrcnn_resnet50_fpn_v2",
     "fasterrcnn_mobilenet_v3_large_fpn",
@@ -60,6 +63,8 @@ def build_model(
     require_torch()
     import torchvision
 
+    if name == TINY_MODEL:
+        return _tiny_faster_rcnn(num_classes, min_size or 128, max_size or 256)
     if name not in torchvision.models.list_models(torchvision.models.detection):
         raise ConfigError(
             f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
@@ -70,6 +75,32 @@ def build_model(
     if max_size:
         kwargs["max_size"] = max_size
     return torchvision.models.get_model(name, **kwargs)
+
+
+def _tiny_faster_rcnn(num_classes: int, min_size: int, max_size: int) -> Any:
+    """Faster R-CNN on a four-layer CNN (stride 8, 64 channels): trains from scratch in seconds."""
+    from torch import nn
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    backbone = nn.Sequential(*block(3, 16, 2), *block(16, 32, 2), *block(32, 64, 2),
+                             *block(64, 64, 1))  # fmt: skip
+    backbone.out_channels = 64  # type: ignore[assignment]
+    anchors = AnchorGenerator(sizes=((16, 32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),))
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+
+    return FasterRCNN(
+        backbone, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(64 * 7 * 7, 128), box_predictor=FastRCNNPredictor(128, num_classes),
+        min_size=min_size, max_size=max_size,
+        box_detections_per_img=50, rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, box_batch_size_per_image=128,
+    )  # fmt: skip
 
 
 def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:

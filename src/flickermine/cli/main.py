@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from flickermine import __version__
-from flickermine.cli import convert, dataset, demo, detect, fetch, mine
+from flickermine.cli import convert, dataset, demo, detect, evaluate, fetch, mine, train
 from flickermine.errors import FlickermineError
 
-COMMANDS = (fetch, detect, mine, convert, dataset, demo)
+COMMANDS = (fetch, detect, mine, convert, dataset, train, evaluate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

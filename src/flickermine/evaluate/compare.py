@@ -1,0 +1,166 @@
+"""Comparing two models (or two detection sets) on the same ground truth: metrics side by side,
+false positives per image, and before/after pictures where a false positive went away or came."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flickermine._atomic import atomic_write_bytes, atomic_write_text
+from flickermine.dataset.coco import Coco, CocoError
+from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics
+from flickermine.report.draw import HARD_POSITIVE_BGR, draw_boxes
+from flickermine.structures import iou_matrix, xywh_to_xyxy
+
+
+def false_positives(
+    gt: Coco,
+    detections: list[dict[str, Any]],
+    category_id: int,
+    score_threshold: float,
+    iou: float = 0.5,
+) -> dict[Any, list[dict[str, Any]]]:
+    """Detections at or above ``score_threshold`` matching no ground-truth box of the category
+    (IoU >= ``iou``, each box matched once, highest scores first), by image id."""
+    gt_boxes: dict[Any, list[list[float]]] = {img["id"]: [] for img in gt["images"]}
+    for a in gt["annotations"]:
+        if a["category_id"] == category_id and a["image_id"] in gt_boxes:
+            gt_boxes[a["image_id"]].append(a["bbox"])
+    by_image: dict[Any, list[dict[str, Any]]] = {i: [] for i in gt_boxes}
+    for d in detections:
+        if (
+            d["category_id"] == category_id
+            and d["score"] >= score_threshold
+            and d["image_id"] in by_image
+        ):
+            by_image[d["image_id"]].append(d)
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for image_id, dets in by_image.items():
+        dets = sorted(dets, key=lambda d: -d["score"])
+        g = xywh_to_xyxy(np.array(gt_boxes[image_id], float).reshape(-1, 4))
+        used = np.zeros(len(g), bool)
+        fps = []
+        for d in dets:
+            box = xywh_to_xyxy(np.array([d["bbox"]], float))
+            ious = iou_matrix(box, g)[0] if len(g) else np.zeros(0)
+            ious[used] = -1
+            if len(ious) and ious.max() >= iou:
+                used[int(ious.argmax())] = True
+            else:
+                fps.append(d)
+        out[image_id] = fps
+    return out
+
+
+def compare(
+    gt: Coco,
+    dets_a: list[dict[str, Any]],
+    dets_b: list[dict[str, Any]],
+    images_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    category: str | int | None = None,
+    *,
+    score_threshold: float = 0.5,
+    names: tuple[str, str] = ("A", "B"),
+    max_pairs: int = 50,
+    source: str = "ground truth",
+) -> dict[str, Any]:
+    """Write ``out_dir/compare.json``, ``out_dir/README.md`` and before/after pictures in
+    ``out_dir/pairs/``; returns the comparison."""
+    ma = coco_metrics(gt, dets_a, category, source=source)
+    mb = coco_metrics(gt, dets_b, category, source=source)
+    cid = ma.category_id
+    fa = false_positives(gt, dets_a, cid, score_threshold)
+    fb = false_positives(gt, dets_b, cid, score_threshold)
+    n = max(1, len(gt["images"]))
+    changed = sorted(
+        (i for i in fa if len(fa[i]) != len(fb[i])), key=lambda i: -abs(len(fa[i]) - len(fb[i]))
+    )
+    removed = [i for i in changed if len(fb[i]) < len(fa[i])]
+    added = [i for i in changed if len(fb[i]) > len(fa[i])]
+    out = Path(out_dir)
+    pairs = _draw_pairs(gt, dets_a, dets_b, fa, fb, cid, score_threshold, images_dir,
+                        out / "pairs", changed[:max_pairs])  # fmt: skip
+    result = {
+        "category": ma.category, "category_id": cid, "score_threshold": score_threshold,
+        names[0]: ma.to_dict(), names[1]: mb.to_dict(),
+        "delta": {k: round(getattr(mb, k) - getattr(ma, k), 6) for k in STAT_NAMES},
+        "false_positives_per_image": {names[0]: sum(map(len, fa.values())) / n,
+                                      names[1]: sum(map(len, fb.values())) / n},
+        "images_false_positive_removed": removed, "images_false_positive_added": added,
+        "pairs": pairs,
+    }  # fmt: skip
+    atomic_write_text(out / "compare.json", json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_text(out / "README.md", _markdown(result, names))
+    return result
+
+
+def _draw_pairs(
+    gt, dets_a, dets_b, fa, fb, cid, thr, images_dir, out, image_ids
+) -> list[dict[str, Any]]:
+    files = {img["id"]: img["file_name"] for img in gt["images"]}
+    pairs = []
+    for image_id in image_ids:
+        path = Path(images_dir) / files[image_id]
+        image = cv2.imread(str(path))
+        if image is None:
+            raise CocoError(f"{path}: image of id {image_id} missing or unreadable")
+        gt_boxes = [
+            a["bbox"]
+            for a in gt["annotations"]
+            if a["image_id"] == image_id and a["category_id"] == cid
+        ]
+        stem = Path(files[image_id]).stem
+        written = {}
+        for label, dets, fps in (("before", dets_a, fa[image_id]), ("after", dets_b, fb[image_id])):
+            mine = [
+                d
+                for d in dets
+                if d["image_id"] == image_id and d["category_id"] == cid and d["score"] >= thr
+            ]
+            fp_ids = {id(d) for d in fps}
+            boxes = [*gt_boxes, *(d["bbox"] for d in mine)]
+            colors = [HARD_POSITIVE_BGR] * len(gt_boxes) + [
+                (0, 0, 255) if id(d) in fp_ids else (0, 200, 0) for d in mine
+            ]
+            labels = [""] * len(gt_boxes) + [f"{d['score']:.2f}" for d in mine]
+            xyxy = xywh_to_xyxy(np.array(boxes, float).reshape(-1, 4))
+            picture = draw_boxes(np.asarray(image, np.uint8), xyxy, colors, labels)
+            name = f"{stem}_{label}.jpg"
+            atomic_write_bytes(out / name, cv2.imencode(".jpg", picture)[1].tobytes())
+            written[label] = f"pairs/{name}"
+        pairs.append({"image_id": image_id, "file_name": files[image_id],
+                      "false_positives_before": len(fa[image_id]),
+                      "false_positives_after": len(fb[image_id]), **written})  # fmt: skip
+    return pairs
+
+
+def _markdown(r: dict[str, Any], names: tuple[str, str]) -> str:
+    a, b = r[names[0]], r[names[1]]
+    rows = "\n".join(
+        f"| {k} | {_pct(a[k])} | {_pct(b[k])} | {100 * r['delta'][k]:+.1f} |"
+        for k in ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100")
+    )
+    fp = r["false_positives_per_image"]
+    pics = "\n".join(
+        f"| {p['file_name']} | {p['false_positives_before']} → {p['false_positives_after']} | "
+        f"![]({p['before']}) | ![]({p['after']}) |"
+        for p in r["pairs"]
+    )
+    return (
+        f"# {names[0]} vs {names[1]}: {r['category']}\n\n"
+        f"| metric | {names[0]} | {names[1]} | delta |\n"
+        f"|---|---|---|---|\n{rows}\n\nFalse positives per image at score ≥ "
+        f"{r['score_threshold']}: {fp[names[0]]:.3f} → {fp[names[1]]:.3f}.\n\n"
+        "Ground truth blue, true positives green, false positives red.\n\n"
+        f"| image | false positives | {names[0]} | {names[1]} |\n|---|---|---|---|\n{pics}\n"
+    )
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v < 0 else f"{100 * v:.1f}"

@@ -1,0 +1,298 @@
+"""The training loop: SGD on a torchvision Faster R-CNN, checkpoints, exact resume, validation,
+and DDP when started by ``torchrun``."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flickermine.dataset.coco import load_coco
+from flickermine.errors import ConfigError
+from flickermine.models import (
+    ModelError,
+    build_model,
+    pretrained_model,
+    read_checkpoint,
+    require_torch,
+    save_checkpoint,
+)
+from flickermine.train.config import TrainConfig, save_config
+from flickermine.train.data import CocoTrainSet
+from flickermine.video import prefetch
+
+logger = logging.getLogger(__name__)
+
+LOG_FIELDS = ("iteration", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_objectness",
+              "loss_rpn_box_reg", "val_ap", "val_ap50", "seconds")  # fmt: skip
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def initial_model(config: TrainConfig, num_classes: int) -> Any:
+    """The model to fine-tune: from a checkpoint, torchvision weights (box predictor replaced
+    for ``num_classes``), or untrained (``weights`` none)."""
+    torch = require_torch()
+    weights = config.weights
+    if weights in (None, "", "none", "None"):
+        return build_model(config.model, num_classes, min_size=config.min_size,
+                           max_size=config.max_size)  # fmt: skip
+    if Path(str(weights)).suffix in (".pt", ".pth") or Path(str(weights)).is_file():
+        ckpt = read_checkpoint(str(weights))
+        if ckpt["model_name"] != config.model:
+            raise ModelError(
+                f"{weights}: checkpoint is a {ckpt['model_name']}, not a {config.model}"
+            )
+        model = build_model(config.model, ckpt["num_classes"], min_size=config.min_size,
+                            max_size=config.max_size)  # fmt: skip
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise ModelError(
+                f"{weights}: weights do not fit a {config.model}: {str(exc)[:200]}"
+            ) from None
+        if ckpt["num_classes"] != num_classes:
+            _replace_predictor(model, num_classes)
+        return model
+    model, _ = pretrained_model(config.model, str(weights))
+    _replace_predictor(model, num_classes)
+    model.transform.min_size = (config.min_size,)
+    model.transform.max_size = config.max_size
+    del torch
+    return model
+
+
+def _replace_predictor(model: Any, num_classes: int) -> None:
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    head = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if head is None:
+        raise ConfigError("only Faster R-CNN models can be fine-tuned to a new category count")
+    model.roi_heads.box_predictor = FastRCNNPredictor(head.cls_score.in_features, num_classes)
+
+
+def _rng_state(torch: Any) -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}  # fmt: skip
+
+
+def _set_rng_state(torch: Any, state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train as ``config`` says; returns a summary (final and best checkpoint, last metrics).
+
+    Args:
+        resume: continue from ``RUN_DIR/last.pt`` exactly where it stopped.
+        progress: called after every iteration with (iteration, losses).
+        stop_after: stop (with a checkpoint) after this many iterations of this call; for tests
+            and time-boxed jobs.
+    """
+    torch = require_torch()
+    rank, world = _distributed()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if config.device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+                          if config.device == "cuda" and world > 1 else config.device)  # fmt: skip
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    coco = load_coco(config.train)
+    data = CocoTrainSet(coco, config.images, config.category, config.train)
+    category = {
+        "id": data.category["id"],
+        "name": data.category.get("name", str(data.category["id"])),
+    }
+    val_set = None
+    if config.val:
+        from flickermine.evaluate import coco_metrics  # noqa: F401 - fail early if missing
+
+        val_set = load_coco(config.val)
+        CocoTrainSet(val_set, config.val_images or config.images, category["id"], config.val)
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    model = initial_model(config, 2).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr_at(0), momentum=config.momentum,
+                                weight_decay=config.weight_decay)  # fmt: skip
+    start, best_ap, history = 0, -1.0, []
+    last_path = out / "last.pt"
+    if resume:
+        if not last_path.exists():
+            raise ConfigError(f"{last_path}: nothing to resume (no checkpoint yet)")
+        ckpt = read_checkpoint(last_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start, best_ap = int(ckpt["iteration"]), float(ckpt.get("best_ap", -1.0))
+        _set_rng_state(torch, ckpt["rng"])
+        logger.info("resuming at iteration %d", start)
+    if rank == 0:
+        save_config(config, out / "config.yaml")
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+
+    def batches() -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray]]]]:
+        for it in range(start, config.iterations):
+            yield it, data.batch(it, config.batch_size, config.seed, config.hflip, (rank, world))
+
+    def checkpoint(path: Path, iteration: int, **extra: Any) -> None:
+        if rank == 0:
+            save_checkpoint(path, model, config.model, [category], optimizer=optimizer.state_dict(),
+                            iteration=iteration, rng=_rng_state(torch), best_ap=best_ap,
+                            config=config.to_dict(), **extra)  # fmt: skip
+
+    model.train()
+    t0 = time.perf_counter()
+    window: list[dict[str, float]] = []
+    iteration = start
+    for iteration, samples in prefetch(batches(), size=2):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(iteration)
+        images = [torch.from_numpy(img).to(device) for img, _ in samples]
+        targets = [{"boxes": torch.from_numpy(b).to(device),
+                    "labels": torch.ones(len(b), dtype=torch.int64, device=device)}
+                   for _, b in samples]  # fmt: skip
+        losses = ddp_model(images, targets)
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        values = {k: float(v) for k, v in losses.items()}
+        values["loss"] = float(loss)
+        window.append(values)
+        if progress:
+            progress(iteration + 1, values)
+        done = iteration + 1
+        row = None
+        if done % config.log_every == 0 or done == config.iterations:
+            row = _log_row(done, config.lr_at(iteration), window, time.perf_counter() - t0)
+            window = []
+        if val_set is not None and (done % config.val_every == 0 or done == config.iterations):
+            ap = _validate(model, val_set, config, category, rank)
+            model.train()
+            row = row or _log_row(done, config.lr_at(iteration), window, time.perf_counter() - t0)
+            row["val_ap"], row["val_ap50"] = ap.ap, ap.ap50
+            if ap.ap > best_ap:
+                best_ap = ap.ap
+                checkpoint(out / "best.pt", done, val=ap.to_dict())
+        if row is not None and rank == 0:
+            history.append(row)
+            _append_log(out / "log.csv", row)
+        stopping = stop_after is not None and done - start >= stop_after
+        if done % config.checkpoint_every == 0 or done == config.iterations or stopping:
+            checkpoint(last_path, done)
+        if stopping:
+            break
+    if world > 1:
+        torch.distributed.barrier()
+    final = out / "final.pt"
+    if rank == 0 and iteration + 1 >= config.iterations:
+        checkpoint(final, config.iterations)
+        _plot(out / "log.csv", out / "training.png")
+    return {"run_dir": str(out), "last": str(last_path), "final": str(final),
+            "best": str(out / "best.pt") if best_ap >= 0 else None, "best_ap": best_ap,
+            "iterations": iteration + 1, "history": history}  # fmt: skip
+
+
+def _log_row(
+    iteration: int, lr: float, window: list[dict[str, float]], seconds: float
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"iteration": iteration, "lr": lr, "seconds": round(seconds, 2)}
+    for key in LOG_FIELDS[2:8]:
+        vals = [w[key] for w in window if key in w]
+        row[key] = round(float(np.mean(vals)), 5) if vals else ""
+    return row
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+
+def _validate(
+    model: Any, val: dict[str, Any], config: TrainConfig, category: dict[str, Any], rank: int
+) -> Any:
+    """COCO AP of the model being trained on the validation file (rank 0 only)."""
+    torch = require_torch()
+    from flickermine.evaluate import coco_metrics
+
+    if rank != 0:
+        return coco_metrics(val, [], category["id"], source=str(config.val))
+    model.eval()
+    images_dir = Path(config.val_images or config.images)
+    results = []
+    with torch.inference_mode():
+        for img in val["images"]:
+            import cv2
+
+            bgr = cv2.imread(str(images_dir / img["file_name"]))
+            if bgr is None:
+                raise ConfigError(f"{images_dir / img['file_name']}: validation image unreadable")
+            x = (
+                torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1))).float()
+                / 255
+            )
+            o = model([x.to(next(model.parameters()).device)])[0]
+            for box, score in zip(o["boxes"].tolist(), o["scores"].tolist(), strict=True):
+                results.append({"image_id": img["id"], "category_id": category["id"],
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                                "score": score})  # fmt: skip
+    return coco_metrics(val, results, category["id"], source=str(config.val))
+
+
+def _plot(log: Path, png: Path) -> None:
+    """Losses and validation AP against iterations."""
+    if not log.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with log.open() as fh:
+        rows = list(csv.DictReader(fh))
+    its = [int(r["iteration"]) for r in rows if r["loss"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key in ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"):
+        ax.plot(its, [float(r[key]) for r in rows if r["loss"]], label=key)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend(loc="upper left", fontsize=8)
+    val = [(int(r["iteration"]), float(r["val_ap"])) for r in rows if r.get("val_ap")]
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val, strict=True), "k.-", label="val AP")
+        ax2.set_ylabel("validation AP")
+        ax2.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
