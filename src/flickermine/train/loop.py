@@ -179,8 +179,8 @@ def train(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        values = {k: float(v) for k, v in losses.items()}
-        values["loss"] = float(loss)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["loss"] = float(loss.detach())
         window.append(values)
         if progress:
             progress(iteration + 1, values)
