@@ -101,3 +101,21 @@ def test_subprocess_smoke(scene, tmp_path):
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "nope.mp4" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_folder_with_a_broken_video_mines_the_rest(scene, tmp_path, capsys):
+    import shutil
+
+    video, txt = scene
+    vids, dets = tmp_path / "vids", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    shutil.copy(video, vids / "good.mp4")
+    (vids / "bad.mp4").write_bytes(b"not a video" * 100)
+    shutil.copy(txt, dets / "good.txt")
+    shutil.copy(txt, dets / "bad.txt")
+    rc = main(["mine", str(vids), "--detections", str(dets), "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "1 video(s) mined" in captured.out
+    assert "Error: " in captured.err and "bad.mp4" in captured.err
+    assert (tmp_path / "o" / "good.json").is_file()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from flickermine.cli._common import check_output_dir, progress_bar
+from flickermine.errors import ConfigError, FlickermineError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
 from flickermine.mine.run import JobOutcome
 from flickermine.video import VideoReader
@@ -103,18 +105,18 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     video = args.video or args.video_alias
     if not video:
-        raise SystemExit("flickermine mine: error: a VIDEO (file or folder) is required")
+        raise ConfigError("a VIDEO (file or folder) is required")
     params = params_from_args(args)
     hard_positives = hard_positive_params_from_args(args)
     jobs = find_jobs(video, args.detections)
     out = Path(args.out)
     check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
-    total = sum(VideoReader(job.video).num_frames for job in jobs)
+    total = sum(_frames(job.video) for job in jobs)
     bar = progress_bar(total, f"mining {len(jobs)} video(s)", disable=args.quiet)
 
     def on_done(outcome: JobOutcome) -> None:
         if outcome.skipped and outcome.summary is None:
-            bar.update(VideoReader(outcome.job.video).num_frames)
+            bar.update(_frames(outcome.job.video))
         bar.set_postfix_str(outcome.job.stem, refresh=True)
 
     with bar:
@@ -127,8 +129,17 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(outcomes, out))
     failed = [o for o in outcomes if o.error]
     for o in failed:
-        print(f"Error: {o.job.video}: {o.error}", file=__import__("sys").stderr)
+        message = o.error if str(o.job.video) in (o.error or "") else f"{o.job.video}: {o.error}"
+        print(f"Error: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _frames(video: Path) -> int:
+    """Frame count for the progress bar (0 for a video that will fail on its own)."""
+    try:
+        return VideoReader(video).num_frames
+    except FlickermineError:
+        return 0
 
 
 def format_summary(outcomes: list[JobOutcome], out: Path) -> str:
