@@ -78,7 +78,7 @@ def params_from_args(args: argparse.Namespace) -> MinerParams:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "mine",
-        help="find hard negatives (flickers) in videos",
+        help="find hard negatives (flickers) and missed objects (--hard-positives) in videos",
         description="Find detections without temporal support (hard negatives) and write "
         "frames, pictures, the seed's result file and per-detection verdicts.",
     )
