@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_write_text
+from flickermine.cli._common import progress_bar
 from flickermine.dataset import load_coco
 from flickermine.dataset.coco import CocoError, find_category
 from flickermine.errors import ConfigError
@@ -53,7 +54,8 @@ def _detections(
         return dets
     if not args.images:
         raise ConfigError("--images is required to run a checkpoint")
-    return predict_coco(source, gt, args.images, cid, device=args.device)
+    with progress_bar(len(gt["images"]), f"running {Path(source).name}", unit="image") as bar:
+        return predict_coco(source, gt, args.images, cid, device=args.device, progress=bar.update)
 
 
 def _category_id(gt: dict[str, Any], args: argparse.Namespace) -> int:

@@ -2,9 +2,10 @@
 
 The video is read once, forward, keeping only ``2 * window + 1`` frames (``2 * max(window,
 max_gap) + 1`` when hard positives are mined too, see :mod:`.hardpos`). Frame ``t`` is judged
-when frame ``t + window`` (or ``t + max_gap``) arrives. Grey images and template matching are computed only for the
-candidates that need them: a neighbour detection overlapping the candidate's own box supports it
-whatever the template match says, so that cheap test runs first.
+when frame ``t + window`` (or ``t + max_gap``) arrives. Grey images and template matching are
+computed only for the candidates that need them: a neighbour detection overlapping the
+candidate's own box supports it whatever the template match says, so that cheap test runs
+first.
 """
 
 from __future__ import annotations
