@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlickermineError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permissions ...: the message names the file
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
