@@ -138,6 +138,28 @@ def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
     return model, list(w.meta["categories"])
 
 
+def imagenet_model(name: str, num_classes: int, *, min_size: int, max_size: int) -> Any:
+    """A detection model whose backbone starts from torchvision's ImageNet weights (the seed's
+    VGG16 setup); the detection heads are untrained. Downloads like :func:`pretrained_model`."""
+    require_torch()
+    import torchvision
+
+    if name not in torchvision.models.list_models(torchvision.models.detection):
+        raise ConfigError(
+            f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
+        )
+    try:
+        return torchvision.models.get_model(
+            name, weights=None, weights_backbone="DEFAULT", num_classes=num_classes,
+            min_size=min_size, max_size=max_size,
+        )  # fmt: skip
+    except (OSError, RuntimeError) as exc:
+        raise ModelError(
+            f"cannot load the ImageNet backbone of {name}: {exc}. Without a network, pass a "
+            "checkpoint file (--weights FILE) or put the weights in torch's cache"
+        ) from None
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: Any,

@@ -270,3 +270,23 @@ def test_interrupted_run_resumes_to_the_same_file(tiny_checkpoint, small_video, 
     assert a.equals(b, meta=True)
     assert out.read_bytes() == full.read_bytes()
     assert json.loads(json.dumps(a.meta))["category"] == "thing"
+
+
+def test_published_weights_without_a_network_say_what_to_do(tmp_path, capsys, monkeypatch):
+    import socket
+
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=2).close()
+        pytest.skip("a network is reachable: the offline message cannot be observed")
+    except OSError:
+        pass
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-cache"))
+    argv = ["detect", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "d"),
+            "--backend", "torchvision", "--model", "fasterrcnn_mobilenet_v3_large_320_fpn",
+            "--category", "dog"]  # fmt: skip
+    from factories import render_frames, write_video
+
+    write_video(tmp_path / "v.mp4", render_frames(2))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Without a network, pass a checkpoint file (--weights FILE)" in err

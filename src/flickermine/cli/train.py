@@ -18,7 +18,11 @@ _FLAGS: dict[str, tuple[type, str]] = {
         "torchvision model (default fasterrcnn_resnet50_fpn_v2; "
         "fasterrcnn_mobilenet_v3_large_fpn for speed)",
     ),
-    "weights": (str, "initial weights: torchvision name (DEFAULT), checkpoint file, or none"),
+    "weights": (
+        str,
+        "initial weights: torchvision name (DEFAULT = COCO), imagenet (backbone "
+        "only), a checkpoint file, or none",
+    ),
     "iterations": (int, "iterations (default 29000; set by --lr-schedule)"),
     "batch_size": (int, "images per iteration and process (default 2)"),
     "lr": (float, "base learning rate (default 1e-3)"),

@@ -19,6 +19,7 @@ from flickermine.errors import ConfigError
 from flickermine.models import (
     ModelError,
     build_model,
+    imagenet_model,
     pretrained_model,
     read_checkpoint,
     require_torch,
@@ -40,8 +41,9 @@ def _distributed() -> tuple[int, int]:
 
 
 def initial_model(config: TrainConfig, num_classes: int) -> Any:
-    """The model to fine-tune: from a checkpoint, torchvision weights (box predictor replaced
-    for ``num_classes``), or untrained (``weights`` none)."""
+    """The model to fine-tune: from a checkpoint, torchvision detection weights (box predictor
+    replaced for ``num_classes``), an ImageNet backbone (``weights`` imagenet), or untrained
+    (``weights`` none)."""
     torch = require_torch()
     weights = config.weights
     if weights in (None, "", "none", "None"):
@@ -64,6 +66,9 @@ def initial_model(config: TrainConfig, num_classes: int) -> Any:
         if ckpt["num_classes"] != num_classes:
             _replace_predictor(model, num_classes)
         return model
+    if str(weights).lower() == "imagenet":
+        return imagenet_model(config.model, num_classes, min_size=config.min_size,
+                              max_size=config.max_size)  # fmt: skip
     model, _ = pretrained_model(config.model, str(weights))
     _replace_predictor(model, num_classes)
     model.transform.min_size = (config.min_size,)
