@@ -13,7 +13,7 @@ from flickermine._atomic import atomic_write_text
 from flickermine.detect import HogPeopleDetector, detect_video
 from flickermine.errors import OutputExistsError
 from flickermine.io import save_detections
-from flickermine.mine import MinerParams, mine_video
+from flickermine.mine import HardPositiveParams, MinerParams, mine_video
 from flickermine.video import VideoReader
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def run_demo(
     overwrite: bool = False,
     progress: Any = None,
 ) -> DemoResult:
-    """Detect (HOG, person) and mine the bundled clip (or ``video``) into ``out_dir``.
+    """Detect (HOG, person) and mine the bundled clip (or ``video``) into ``out_dir``, hard
+    negatives and hard positives.
 
     ``out_dir`` receives ``detections/<stem>.parquet``, the miner's outputs and ``SUMMARY.md``.
     The detections are reused when they are already there.
@@ -58,7 +59,10 @@ def run_demo(
         logger.info("detecting people in %s", src)
         dets = detect_video(src, HogPeopleDetector(score_threshold=0.5), progress=progress)
         save_detections(dets, det_path)
-    summary = mine_video(src, det_path, out, params, overwrite=True, progress=progress)
+    summary = mine_video(
+        src, det_path, out, params, overwrite=True, hard_positives=HardPositiveParams(),
+        progress=progress,
+    )  # fmt: skip
     atomic_write_text(out / "SUMMARY.md", _summary_markdown(src, summary))
     return DemoResult(out, det_path, summary)
 
@@ -75,12 +79,14 @@ Detector: OpenCV HOG people detector (scores = logistic of the SVM margin).
 | valid detections (score ≥ {s["params"]["score_threshold"]}) | {s["valid_detections"]} |
 | candidates | {s["candidates"]} |
 | hard negatives (flickers) | {s["hard_negatives"]} |
-| frames with a hard negative | {s["frames_written"]} |
+| hard positives (missed people) | {s["hard_positives"]} |
+| frames written | {s["frames_written"]} |
 | mining time | {s["seconds"]:.1f} s |
 
 Look at `visualizations/{stem}/`: hard negatives are drawn **red**, pseudo-positives **green**,
-with their scores. `frames/{stem}/` holds the same frames untouched, `{stem}.txt` the seed's
-result format, `{stem}.verdicts.parquet` every verdict with its reason.
+with their scores, and people the detector missed between two detections **blue** (`missed`).
+`frames/{stem}/` holds the same frames untouched, `{stem}.txt` the seed's result format,
+`{stem}.verdicts.parquet` every verdict with its reason.
 
 Parameters: `{json.dumps(s["params"])}`
 """

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     print(
         f"flickermine demo: {s['frames']} frames, {s['valid_detections']} detections, "
-        f"{s['hard_negatives']} hard negatives in {s['frames_written']} frames.\n"
+        f"{s['hard_negatives']} hard negatives and {s['hard_positives']} hard positives in "
+        f"{s['frames_written']} frames.\n"
         f"Open {result.out_dir / 'SUMMARY.md'} and {result.out_dir / 'visualizations'}."
     )
     return 0
