@@ -3,6 +3,8 @@ that follow them (with jitter and drop-outs) plus isolated false boxes (flickers
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -15,8 +17,28 @@ from flickermine.structures import VideoDetections
 DATA = Path(__file__).parent / "_data"
 
 
-def _texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarray:
+def texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarray:
+    """A smooth random colour texture ``(h, w, 3)`` uint8."""
     return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), blur)
+
+
+@contextlib.contextmanager
+def h264_writer(
+    path: Path, width: int, height: int, crf: int
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """Yield a function that appends BGR frames to an H.264 video at ``path`` (25 fps)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+
+        def write(img: np.ndarray) -> None:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+
+        yield write
+        for packet in stream.encode():
+            out.mux(packet)
 
 
 def make_video(
@@ -29,19 +51,16 @@ def make_video(
     if video.exists() and dets_path.exists():
         return video, dets_path
     rng = np.random.default_rng(seed)
-    bg = _texture(rng, height, width, 4)
+    bg = texture(rng, height, width, 4)
     size = np.stack([rng.integers(50, 90, objects), rng.integers(90, 160, objects)], 1)
     pos = np.stack(
         [rng.uniform(60, width - 160, objects), rng.uniform(60, height - 220, objects)], 1
     )
     vel = rng.uniform(-3, 3, (objects, 2))
-    patches = [_texture(rng, int(s[1]), int(s[0]), 2) for s in size]
+    patches = [texture(rng, int(s[1]), int(s[0]), 2) for s in size]
     rows: list[tuple[int, float, float, float, float, float]] = []
     tmp = video.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
+    with h264_writer(tmp, width, height, crf=23) as write:
         for t in range(n_frames):
             img = bg.copy()
             for i in range(objects):
@@ -62,10 +81,7 @@ def make_video(
                 fw, fh = rng.integers(50, 90), rng.integers(60, 140)
                 fx, fy = rng.uniform(60, width - 60 - fw), rng.uniform(60, height - 60 - fh)
                 rows.append((t, fx, fy, fx + fw, fy + fh, float(rng.uniform(0.8, 0.95))))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            write(img)
     arr = np.array(rows, np.float64)
     dets = VideoDetections.from_rows(
         frame=arr[:, 0].astype(int), xyxy=arr[:, 1:5], score=arr[:, 5], num_frames=n_frames,

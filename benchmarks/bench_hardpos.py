@@ -21,29 +21,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 
 from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
 from flickermine.structures import VideoDetections, iou_matrix
 from flickermine.video import VideoReader
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _synth import h264_writer, texture
+
 W, H = 384, 288
-
-
-def _texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarray:
-    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), blur)
 
 
 def make_case(path: Path, n: int, rng: np.random.Generator, k: int):
     """Write one video; return detections, true boxes (n, objects, 4), missed mask, false boxes."""
     objects = int(rng.integers(2, 5))
-    bg = _texture(rng, H, W, 4)
+    bg = texture(rng, H, W, 4)
     size = np.stack([rng.integers(40, 70, objects), rng.integers(60, 110, objects)], 1)
     pos = np.stack([rng.uniform(0, W - 70, objects), rng.uniform(0, H - 110, objects)], 1)
     vel = rng.uniform(-4, 4, (objects, 2))
-    patches = [_texture(rng, int(s[1]), int(s[0]), 2) for s in size]
+    patches = [texture(rng, int(s[1]), int(s[0]), 2) for s in size]
     truth = np.zeros((n, objects, 4))
     missed = np.zeros((n, objects), bool)
     for i in range(objects):  # miss runs of 1..k frames, at least 3 detected frames apart
@@ -53,10 +50,7 @@ def make_case(path: Path, n: int, rng: np.random.Generator, k: int):
             missed[t : t + run, i] = True
             t += run + int(rng.integers(3, 25))
     rows, false_boxes = [], []
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
+    with h264_writer(path, W, H, crf=20) as write:
         for t in range(n):
             img = bg.copy()
             for i in range(objects):
@@ -79,10 +73,7 @@ def make_case(path: Path, n: int, rng: np.random.Generator, k: int):
                 if iou_matrix(np.array([box]), truth[t]).max() == 0:
                     rows.append((t, *box, float(rng.uniform(0.82, 0.95))))
                     false_boxes.append((t, *box))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            write(img)
     arr = np.array(rows)
     dets = VideoDetections.from_rows(arr[:, 0].astype(int), arr[:, 1:5], arr[:, 5], num_frames=n)
     return dets, truth, missed, false_boxes
