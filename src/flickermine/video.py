@@ -44,11 +44,17 @@ class Frame:
 
     __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "index")
 
-    def __init__(self, index: int, av_frame: Any = None, bgr: npt.NDArray[np.uint8] | None = None):
+    def __init__(
+        self,
+        index: int,
+        av_frame: Any = None,
+        bgr: npt.NDArray[np.uint8] | None = None,
+        gray: npt.NDArray[np.uint8] | None = None,
+    ):
         self.index = index
         self._av = av_frame
         self._bgr = bgr
-        self._gray: npt.NDArray[np.uint8] | None = None
+        self._gray = gray
 
     @property
     def bgr(self) -> npt.NDArray[np.uint8]:
@@ -137,6 +143,8 @@ class VideoReader:
             stream = container.streams.video[0]
             if self._threads:
                 stream.thread_type = "AUTO"
+            else:
+                stream.codec_context.thread_count = 1
             try:
                 for av_frame in container.decode(stream):
                     yield Frame(index, av_frame)

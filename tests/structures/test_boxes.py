@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from flickermine.structures import clip_xyxy, grow_xyxy, iou_matrix, xywh_to_xyxy, xyxy_to_xywh
+from flickermine.structures import (
+    clip_xyxy,
+    grow_xyxy,
+    iou_matrix,
+    iou_pairs,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
 
 coord = st.floats(-1000, 1000, allow_nan=False, width=32)
 
@@ -32,6 +39,12 @@ def test_iou_of_a_box_with_itself_is_one_unless_empty(a):
     area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     np.testing.assert_allclose(diag[area > 0], 1.0)
     assert np.all(diag[area == 0] == 0)
+
+
+@given(boxes(5), boxes(5))
+def test_paired_iou_is_bit_identical_to_the_matrix_diagonal(a, b):
+    # The miner decides some supports with pairs and others with matrices: same bits, same verdict.
+    assert np.array_equal(iou_pairs(a, b), np.diag(iou_matrix(a, b)))
 
 
 def test_iou_known_values_and_empty_inputs():

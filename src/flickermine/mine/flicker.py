@@ -25,7 +25,7 @@ import numpy.typing as npt
 from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
 from flickermine.mine.matching import ncc
 from flickermine.mine.params import HardPositiveParams, MinerParams
-from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix
+from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix, iou_pairs
 from flickermine.video import Frame
 
 
@@ -171,8 +171,91 @@ def _overlap_possible(
     return bool((bound > iou_threshold).any())
 
 
-#: Safety margin for the same-position shortcut, far above float rounding of the correlation.
-_NCC_EPS = 1e-4
+def overlap_rects(
+    size: tuple[int, int],
+    region: tuple[int, int, int, int],
+    neighbours: npt.NDArray[np.floating],
+    iou_threshold: float,
+) -> list[tuple[int, int, int, int]]:
+    """Rectangles ``(x_lo, y_lo, x_hi, y_hi)`` (inclusive) of the top-left positions inside
+    ``region`` where a box of ``size`` could overlap one of ``neighbours`` with IoU above the
+    threshold; every such position lies in one of them (one rectangle per reachable neighbour).
+
+    IoU > τ needs intersection > c = τ (A + B) / (1 + τ); the overlap along y is at most
+    ``min(h, h_B)``, so the overlap along x must exceed ``c / min(h, h_B)``, and likewise in y.
+    Bounds are widened by a pixel against rounding.
+    """
+    w, h = size
+    nb = np.asarray(neighbours, np.float64).reshape(-1, 4)
+    bw, bh = nb[:, 2] - nb[:, 0], nb[:, 3] - nb[:, 1]
+    ok = (bw > 0) & (bh > 0)
+    c = iou_threshold * (w * h + bw * bh) / (1.0 + iou_threshold)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kx = np.where(ok, c / np.minimum(h, bh), np.inf)
+        ky = np.where(ok, c / np.minimum(w, bw), np.inf)
+    ok &= (kx < np.minimum(w, bw) + 1) & (ky < np.minimum(h, bh) + 1)
+    x_lo = np.maximum(np.floor(nb[:, 0] - w + kx) - 1, region[0])
+    x_hi = np.minimum(np.ceil(nb[:, 2] - kx) + 1, region[2] - w)
+    y_lo = np.maximum(np.floor(nb[:, 1] - h + ky) - 1, region[1])
+    y_hi = np.minimum(np.ceil(nb[:, 3] - ky) + 1, region[3] - h)
+    ok &= (x_lo <= x_hi) & (y_lo <= y_hi)
+    return [
+        (int(a), int(b), int(c_), int(d))
+        for a, b, c_, d in zip(x_lo[ok], y_lo[ok], x_hi[ok], y_hi[ok], strict=True)
+    ]
+
+
+#: Margin for the shortcuts that compare a correlation computed here (float64, one position)
+#: with OpenCV's (float32 FFT); far above the rounding of either on textured patches.
+_NCC_EPS = 1e-3
+#: Patches flatter than this (grey-level standard deviation) always get the full search: their
+#: correlations are dominated by rounding.
+_MIN_SPREAD = 1.0
+#: The bounded search is used when its area is below this share of the full search's.
+_BOUNDED_SHARE = 0.8
+
+
+#: More close contenders than this in the bounded search: run the full search instead.
+_MAX_CONTENDERS = 4096
+
+
+def _tracked_box_overlaps_nothing(
+    patch: npt.NDArray[np.uint8],
+    gray_u: npt.NDArray[np.uint8],
+    rects: list[tuple[int, int, int, int]],
+    full_area: int,
+    score: float,
+    neighbours: npt.NDArray[np.floating],
+    iou_threshold: float,
+) -> bool:
+    """Whether the best match is sure not to overlap any of ``neighbours``, knowing that the
+    patch correlates ``score`` at its own position (so the best match scores at least that).
+
+    Only positions in ``rects`` could overlap; of those, only the ones scoring close to
+    ``score`` or above could be the best match. True when none of these overlaps a neighbour.
+    The rectangles are searched on the sub-images they cover, and only when that is cheaper
+    than the full search.
+    """
+    h, w = patch.shape
+    if len(rects) > 1:  # one search over the bounding rectangle when that is no larger
+        xs0, ys0, xs1, ys1 = zip(*rects, strict=True)
+        bound = (min(xs0), min(ys0), max(xs1), max(ys1))
+        area = (bound[2] - bound[0] + w) * (bound[3] - bound[1] + h)
+        if area <= sum((r[2] - r[0] + w) * (r[3] - r[1] + h) for r in rects):
+            rects = [bound]
+    if sum((r[2] - r[0] + w) * (r[3] - r[1] + h) for r in rects) > _BOUNDED_SHARE * full_area:
+        return False
+    for x0, y0, x1, y1 in rects:
+        result = cv2.matchTemplate(gray_u[y0 : y1 + h, x0 : x1 + w], patch, cv2.TM_CCOEFF_NORMED)
+        ys, xs = np.nonzero(result >= score - _NCC_EPS)
+        if len(xs) > _MAX_CONTENDERS:
+            return False
+        if len(xs):
+            left, top = (xs + x0).astype(np.float64), (ys + y0).astype(np.float64)
+            boxes = np.stack([left, top, left + w, top + h], axis=1)
+            if iou_matrix(boxes, neighbours).max() > iou_threshold:
+                return False
+    return True
 
 
 def probe_neighbour(
@@ -186,23 +269,131 @@ def probe_neighbour(
 
     Returns :attr:`Support.APPEARANCE`, :attr:`Support.OVERLAP`, or ``None`` (go on outward).
 
-    Exact shortcut: when no neighbour box could reach the IoU threshold with any tracked position
-    inside the search region, only the similarity test can stop the walk; if the patch already
-    correlates above the threshold at its own position, the best match does too, so the
-    full template search cannot change the outcome and is skipped.
+    Exact shortcuts, tried before the full template search: let ``s`` be the patch's correlation
+    at its own position in the neighbour frame. If ``s`` is above the similarity threshold, so is
+    the best match, so only an overlapping tracked box can stop the walk. Then
+
+    * when no neighbour box could reach the IoU threshold from any position of the search
+      region, the walk goes on;
+    * otherwise the positions from which one could are bounded by small rectangles
+      (:func:`overlap_rects`). The best match scores at least ``s``; when none of the positions
+      of those rectangles that score that well (up to rounding) overlaps a neighbour box, the
+      tracked box overlaps nothing and the walk goes on. The rectangles cost a fraction of the
+      full search.
     """
     height, width = gray_t.shape[:2]
     (x1, y1, x2, y2), region = _patch_and_region(box, width, height, params.search_margin)
-    if not _overlap_possible((x2 - x1, y2 - y1), region, neighbours, params.iou_threshold):
-        same = ncc(gray_t[y1:y2, x1:x2], gray_u[y1:y2, x1:x2])
+    patch = gray_t[y1:y2, x1:x2]
+    size = (x2 - x1, y2 - y1)
+    if patch.std() >= _MIN_SPREAD:
+        same = ncc(patch, gray_u[y1:y2, x1:x2])
         if same >= params.similarity_threshold + _NCC_EPS:
-            return None
+            if not _overlap_possible(size, region, neighbours, params.iou_threshold):
+                return None
+            rects = overlap_rects(size, region, neighbours, params.iou_threshold)
+            full_area = (region[2] - region[0]) * (region[3] - region[1])
+            if _tracked_box_overlaps_nothing(
+                patch, gray_u, rects, full_area, same, neighbours, params.iou_threshold
+            ):
+                return None
     best, tracked = match_template(gray_t, gray_u, box, params.search_margin)
     if best < params.similarity_threshold:
         return Support.APPEARANCE
     if iou_matrix(tracked[None], neighbours).max() > params.iou_threshold:
         return Support.OVERLAP
     return None
+
+
+#: Box pairs compared at once by :func:`support_without_pixels` (bounds its memory).
+_PAIR_CHUNK = 1 << 20
+
+
+def _max_iou_with_frames(
+    dets: VideoDetections, rows: npt.NDArray[np.int64], frames: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Largest IoU of box ``rows[i]`` with the boxes of frame ``frames[i]`` (each non-empty)."""
+    counts = np.diff(dets.frame_offsets)[frames]
+    out = np.empty(len(rows))
+    ends = np.cumsum(counts)
+    start = 0
+    while start < len(rows):
+        base = ends[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + _PAIR_CHUNK, side="right")))
+        c = counts[start:stop]
+        first = np.cumsum(c) - c
+        mine = np.repeat(rows[start:stop], c)
+        theirs = (
+            np.arange(int(c.sum())) - np.repeat(first, c)
+            + np.repeat(dets.frame_offsets[frames[start:stop]], c)
+        )  # fmt: skip
+        out[start:stop] = np.maximum.reduceat(iou_pairs(dets.xyxy[mine], dets.xyxy[theirs]), first)
+        start = stop
+    return out
+
+
+@dataclass(frozen=True)
+class PixelFreeSupport:
+    """What SPEC §3 decides for every valid detection of a video without looking at pixels.
+
+    Walking outward, empty neighbours are skipped, and the first non-empty one supports a
+    candidate when one of its boxes overlaps the candidate's own box: no template match is
+    needed then (a candidate whose walk needs one is *undecided*). Support codes and offsets
+    are the ones :func:`_judge_frame` records.
+
+    Attributes:
+        before, after: ``(N,)`` :class:`Support` codes per valid detection (``NOT_SEARCHED``
+            where undecided or not a candidate).
+        before_offset, after_offset: ``(N,)`` frame distance of the supporting neighbour.
+        needs_pixels: ``(num_frames,)`` frames holding an undecided candidate.
+    """
+
+    before: npt.NDArray[np.int8]
+    after: npt.NDArray[np.int8]
+    before_offset: npt.NDArray[np.int16]
+    after_offset: npt.NDArray[np.int16]
+    needs_pixels: npt.NDArray[np.bool_]
+
+
+def support_without_pixels(
+    valid: VideoDetections, codes: npt.NDArray[np.int8], params: MinerParams
+) -> PixelFreeSupport:
+    """Decide every candidate that needs no template match, for the whole video at once.
+
+    Args:
+        valid: the detections above the score threshold.
+        codes: their :class:`Exclusion` codes.
+        params: miner parameters (window, IoU threshold).
+    """
+    n, total = valid.num_frames, len(valid)
+    counts = np.diff(valid.frame_offsets)
+    support = {d: np.zeros(total, np.int8) for d in (-1, 1)}
+    offset = {d: np.zeros(total, np.int16) for d in (-1, 1)}
+    undecided = np.zeros(total, np.bool_)
+    frame_of = valid.frame
+    pending = np.flatnonzero(codes == Exclusion.CANDIDATE)
+    for d in (-1, 1):
+        walking = pending
+        for step in range(1, params.window + 1):
+            if walking.size == 0:
+                break
+            u = frame_of[walking] + d * step
+            inside = (u >= 0) & (u < n)
+            nonempty = np.zeros(len(walking), np.bool_)
+            nonempty[inside] = counts[u[inside]] > 0
+            rows = walking[nonempty]
+            if rows.size:
+                overlap = _max_iou_with_frames(valid, rows, u[nonempty]) > params.iou_threshold
+                support[d][rows[overlap]] = Support.OVERLAP
+                offset[d][rows] = d * step
+                undecided[rows[~overlap]] = True
+            walking = walking[~nonempty]
+        support[d][walking] = Support.NONE
+        # As in _judge_frame, the other direction is walked only for boxes this one left
+        # unsupported; undecided boxes are left to the template search.
+        pending = pending[support[d][pending] == Support.NONE]
+    needs = np.zeros(n, np.bool_)
+    needs[frame_of[undecided]] = True
+    return PixelFreeSupport(support[-1], support[1], offset[-1], offset[1], needs)
 
 
 def iter_flickers(
@@ -227,7 +418,8 @@ def iter_flickers(
         params: miner parameters.
         width, height: frame size in pixels.
         hard_positives: parameters of the hard-positive miner; ``None`` mines hard negatives only.
-        threads: frames judged concurrently (results are identical for any value).
+        threads: frames judged concurrently in worker threads; 0 judges them in the calling
+            thread (results are identical for any value).
 
     Boxes reaching outside the image are clipped to it first.
 
@@ -248,23 +440,38 @@ def iter_flickers(
     buffer: deque[Frame] = deque(maxlen=2 * lag + 1)
     alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
 
-    def submit(pool: ThreadPoolExecutor, t: int) -> Future[FrameVerdicts | None] | None:
+    pixel_free = support_without_pixels(valid, codes, params)
+
+    def submit(
+        pool: ThreadPoolExecutor, t: int
+    ) -> Future[FrameVerdicts | None] | FrameVerdicts | None:
         window = tuple(buffer)
         sl = valid.frame_slice(t)
         judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= window[-1].index
         gaps = plan.get(t, [])
         if not judge_hn and not gaps:
             return None
+        if judge_hn and not gaps and not pixel_free.needs_pixels[t]:
+            return _pixel_free_verdicts(window[t - window[0].index], valid, det_index, codes, sl,
+                                        pixel_free)  # fmt: skip
         if not judge_hn:
             sl = slice(sl.start, sl.start)
-        return pool.submit(
-            _judge_frame, window, t, valid, det_index[sl], codes[sl], sl, params,
-            gaps, hard_positives, alike,
-        )  # fmt: skip
+        args = (window, t, valid, det_index[sl], codes[sl], sl, params, gaps, hard_positives, alike)
+        return pool.submit(_judge_frame, *args) if threads > 0 else _judge_frame(*args)
 
-    # Frames are judged in worker threads (template matching and decoding release the GIL);
-    # results are handed out in frame order, with a bounded number in flight.
-    in_flight: deque[Future[FrameVerdicts | None]] = deque()
+    # Frames needing template matches are judged in worker threads (template matching and
+    # decoding release the GIL); results are handed out in frame order, with a bounded number
+    # in flight.
+    in_flight: deque[Future[FrameVerdicts | None] | FrameVerdicts] = deque()
+
+    def ready() -> bool:
+        head = in_flight[0]
+        return not isinstance(head, Future) or head.done()
+
+    def pop() -> FrameVerdicts | None:
+        head = in_flight.popleft()
+        return head.result() if isinstance(head, Future) else head
+
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="flickermine-judge") as pool:
         for frame in frames:
             if frame.index >= n:
@@ -272,8 +479,8 @@ def iter_flickers(
             buffer.append(frame)
             if frame.index >= lag and (job := submit(pool, frame.index - lag)) is not None:
                 in_flight.append(job)
-            while len(in_flight) > 2 * max(1, threads) or (in_flight and in_flight[0].done()):
-                if (result := in_flight.popleft().result()) is not None:
+            while len(in_flight) > 4 * max(1, threads) or (in_flight and ready()):
+                if (result := pop()) is not None:
                     yield result
         if buffer:
             last = buffer[-1].index
@@ -281,8 +488,32 @@ def iter_flickers(
                 if (job := submit(pool, t)) is not None:
                     in_flight.append(job)
         while in_flight:
-            if (result := in_flight.popleft().result()) is not None:
+            if (result := pop()) is not None:
                 yield result
+
+
+def _pixel_free_verdicts(
+    frame: Frame,
+    valid: VideoDetections,
+    det_index: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int8],
+    sl: slice,
+    support: PixelFreeSupport,
+) -> FrameVerdicts:
+    """Verdicts of a frame whose candidates were all decided without pixels."""
+    before, after = support.before[sl], support.after[sl]
+    return FrameVerdicts(
+        frame=frame,
+        det_index=det_index[sl],
+        xyxy=valid.xyxy[sl],
+        score=valid.score[sl],
+        exclusion=codes[sl],
+        before=before,
+        after=after,
+        before_offset=support.before_offset[sl],
+        after_offset=support.after_offset[sl],
+        hard_negative=(before == Support.NONE) & (after == Support.NONE),
+    )
 
 
 def _judge_frame(

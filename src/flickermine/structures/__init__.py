@@ -7,6 +7,7 @@ from flickermine.structures.boxes import (
     clip_xyxy,
     grow_xyxy,
     iou_matrix,
+    iou_pairs,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "clip_xyxy",
     "grow_xyxy",
     "iou_matrix",
+    "iou_pairs",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
 ]

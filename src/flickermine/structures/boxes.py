@@ -24,6 +24,20 @@ def box_area(xyxy: FloatArray) -> FloatArray:
     return w * h
 
 
+def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> FloatArray:
+    """IoU of boxes ``a`` and ``b`` (``(..., 4)``, broadcast against each other)."""
+    ix1 = np.maximum(a[..., 0], b[..., 0])
+    iy1 = np.maximum(a[..., 1], b[..., 1])
+    ix2 = np.minimum(a[..., 2], b[..., 2])
+    iy2 = np.minimum(a[..., 3], b[..., 3])
+    inter = np.maximum(ix2 - ix1, 0.0) * np.maximum(iy2 - iy1, 0.0)
+    area_a = np.maximum(a[..., 2] - a[..., 0], 0.0) * np.maximum(a[..., 3] - a[..., 1], 0.0)
+    area_b = np.maximum(b[..., 2] - b[..., 0], 0.0) * np.maximum(b[..., 3] - b[..., 1], 0.0)
+    union = area_a + area_b - inter
+    positive = union > 0
+    return np.where(positive, inter / np.where(positive, union, 1.0), 0.0)
+
+
 def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
     """Intersection over union of every box of ``a`` ``(N, 4)`` with every box of ``b`` ``(M, 4)``.
 
@@ -32,16 +46,18 @@ def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
     """
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.maximum(ix2 - ix1, 0.0) * np.maximum(iy2 - iy1, 0.0)
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    positive = union > 0
-    return np.where(positive, inter / np.where(positive, union, 1.0), 0.0)
+    return _iou(a[:, None, :], b[None, :, :])
+
+
+def iou_pairs(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
+    """Intersection over union of box ``i`` of ``a`` with box ``i`` of ``b`` (both ``(N, 4)``).
+
+    Same arithmetic as :func:`iou_matrix`, so ``iou_pairs(a, b)[i] == iou_matrix(a, b)[i, i]``
+    exactly.
+    """
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    return _iou(a, b)
 
 
 def grow_xyxy(xyxy: FloatArray, margin: float) -> FloatArray:
