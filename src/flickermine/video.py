@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ import av
 import cv2
 import numpy as np
 import numpy.typing as npt
+from av.video.reformatter import VideoReformatter
 
 from flickermine.errors import VideoError
 
@@ -39,10 +40,22 @@ _LUMA_FIRST_FORMATS = frozenset(
 _AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 
 
+_local = threading.local()
+
+
+def to_bgr(av_frame: Any) -> npt.NDArray[np.uint8]:
+    """``(H, W, 3)`` BGR image of a PyAV frame (``to_ndarray(format="bgr24")``), with one
+    conversion context per thread kept between frames instead of one per frame."""
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    return np.asarray(reformatter.reformat(av_frame, format="bgr24").to_ndarray(), np.uint8)
+
+
 class Frame:
     """One decoded frame; pixel arrays are produced on first access and cached."""
 
-    __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "index")
+    __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "_make_bgr", "index")
 
     def __init__(
         self,
@@ -50,17 +63,31 @@ class Frame:
         av_frame: Any = None,
         bgr: npt.NDArray[np.uint8] | None = None,
         gray: npt.NDArray[np.uint8] | None = None,
+        make_bgr: Callable[[], npt.NDArray[np.uint8]] | None = None,
     ):
         self.index = index
         self._av = av_frame
         self._bgr = bgr
         self._gray = gray
+        self._make_bgr = make_bgr
+
+    def _missing(self, kind: str) -> VideoError:
+        return VideoError(
+            f"frame {self.index + 1} (1-based): its {kind} image was not kept by the decoder "
+            "(it was decoded for counting only)"
+        )
 
     @property
     def bgr(self) -> npt.NDArray[np.uint8]:
         """``(H, W, 3)`` uint8 image in OpenCV's BGR order."""
         if self._bgr is None:
-            self._bgr = self._av.to_ndarray(format="bgr24")
+            if self._make_bgr is not None:
+                self._bgr = self._make_bgr()
+                self._make_bgr = None
+            elif self._av is None:
+                raise self._missing("colour")
+            else:
+                self._bgr = to_bgr(self._av)
         return self._bgr
 
     @property
@@ -69,6 +96,8 @@ class Frame:
         if self._gray is None:
             if self._bgr is not None:
                 self._gray = np.asarray(cv2.cvtColor(self._bgr, cv2.COLOR_BGR2GRAY), np.uint8)
+            elif self._av is None:
+                raise self._missing("grey")
             elif self._av.format.name in _LUMA_FIRST_FORMATS:
                 # The luma plane is the grey image (up to an affine range change, which
                 # normalised cross-correlation ignores): a view, no conversion.

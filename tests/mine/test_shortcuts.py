@@ -11,7 +11,6 @@ from flickermine.mine import MinerParams, iter_flickers
 from flickermine.mine.flicker import (
     Exclusion,
     Support,
-    _overlap_possible,
     _tracked_box_overlaps_nothing,
     exclusions,
     match_template,
@@ -22,26 +21,6 @@ from flickermine.structures import clip_xyxy, iou_matrix
 from flickermine.video import Frame
 
 from factories import Sprite, detections, render_frames, texture
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    w=st.integers(1, 40), h=st.integers(1, 40),
-    rx=st.integers(0, 30), ry=st.integers(0, 30), rw=st.integers(0, 40), rh=st.integers(0, 40),
-    n=st.lists(st.tuples(st.integers(-10, 100), st.integers(-10, 100), st.integers(1, 60),
-                         st.integers(1, 60)), min_size=1, max_size=4),
-    thr=st.floats(0.0, 0.9),
-)  # fmt: skip
-def test_overlap_bound_is_never_below_any_placement(w, h, rx, ry, rw, rh, n, thr):
-    region = (rx, ry, rx + w + rw, ry + h + rh)
-    neighbours = np.array([[x, y, x + a, y + b] for x, y, a, b in n], float)
-    placements = np.array(
-        [[x, y, x + w, y + h] for x in range(region[0], region[2] - w + 1)
-         for y in range(region[1], region[3] - h + 1)], float,
-    )  # fmt: skip
-    reachable = iou_matrix(placements, neighbours).max() > thr
-    if reachable:
-        assert _overlap_possible((w, h), region, neighbours, thr)
 
 
 def plain_probe(gray_t, gray_u, box, neighbours, params):

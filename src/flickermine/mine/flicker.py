@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from flickermine.decoding import PixelNeeds
 from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
-from flickermine.mine.matching import ncc
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix, iou_pairs
 from flickermine.video import Frame
@@ -141,34 +141,12 @@ def match_template(
     return float(best), tracked
 
 
-def _best_axis_overlap(
-    lo: float, hi: float, size: int, n1: npt.NDArray[np.floating], n2: npt.NDArray[np.floating]
-) -> npt.NDArray[np.floating]:
+def _best_axis_overlap(lo: float, hi: float, size: float, n1: float, n2: float) -> float:
     """Largest overlap of an interval of ``size`` placed with its start in ``[lo, hi]`` with
-    each interval ``[n1, n2]`` (the overlap is unimodal in the start, so the best start is the
+    the interval ``[n1, n2]`` (the overlap is unimodal in the start, so the best start is the
     point of ``[lo, hi]`` nearest to the starts giving full overlap)."""
-    best_lo = np.minimum(n1, n2 - size)
-    start = np.clip(np.maximum(lo, best_lo), lo, hi)
-    return np.maximum(np.minimum(start + size, n2) - np.maximum(start, n1), 0.0)
-
-
-def _overlap_possible(
-    size: tuple[int, int],
-    region: tuple[int, int, int, int],
-    neighbours: npt.NDArray[np.floating],
-    iou_threshold: float,
-) -> bool:
-    """Whether a box of ``size`` placed anywhere inside ``region`` could overlap one of
-    ``neighbours`` ``(M, 4)`` with IoU above the threshold (exact maximum over continuous
-    placements, hence an upper bound for the integer positions template matching returns)."""
-    w, h = size
-    ix = _best_axis_overlap(region[0], region[2] - w, w, neighbours[:, 0], neighbours[:, 2])
-    iy = _best_axis_overlap(region[1], region[3] - h, h, neighbours[:, 1], neighbours[:, 3])
-    inter = ix * iy
-    n_area = (neighbours[:, 2] - neighbours[:, 0]) * (neighbours[:, 3] - neighbours[:, 1])
-    union = w * h + n_area - inter
-    bound = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return bool((bound > iou_threshold).any())
+    start = min(max(lo, min(n1, n2 - size)), hi)
+    return max(min(start + size, n2) - max(start, n1), 0.0)
 
 
 def overlap_rects(
@@ -179,30 +157,37 @@ def overlap_rects(
 ) -> list[tuple[int, int, int, int]]:
     """Rectangles ``(x_lo, y_lo, x_hi, y_hi)`` (inclusive) of the top-left positions inside
     ``region`` where a box of ``size`` could overlap one of ``neighbours`` with IoU above the
-    threshold; every such position lies in one of them (one rectangle per reachable neighbour).
+    threshold; every such position lies in one of them (one rectangle per reachable neighbour,
+    none when no position can reach the threshold).
 
-    IoU > τ needs intersection > c = τ (A + B) / (1 + τ); the overlap along y is at most
-    ``min(h, h_B)``, so the overlap along x must exceed ``c / min(h, h_B)``, and likewise in y.
-    Bounds are widened by a pixel against rounding.
+    A neighbour is reachable when the largest IoU over all continuous placements in the region
+    exceeds the threshold (exact). Its rectangle: IoU > τ needs intersection
+    > c = τ (A + B) / (1 + τ); the overlap along y is at most ``min(h, h_B)``, so the overlap
+    along x must exceed ``c / min(h, h_B)``, and likewise in y; widened by a pixel against
+    rounding. Plain Python: there are a handful of neighbours, and this runs for every search.
     """
     w, h = size
-    nb = np.asarray(neighbours, np.float64).reshape(-1, 4)
-    bw, bh = nb[:, 2] - nb[:, 0], nb[:, 3] - nb[:, 1]
-    ok = (bw > 0) & (bh > 0)
-    c = iou_threshold * (w * h + bw * bh) / (1.0 + iou_threshold)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kx = np.where(ok, c / np.minimum(h, bh), np.inf)
-        ky = np.where(ok, c / np.minimum(w, bw), np.inf)
-    ok &= (kx < np.minimum(w, bw) + 1) & (ky < np.minimum(h, bh) + 1)
-    x_lo = np.maximum(np.floor(nb[:, 0] - w + kx) - 1, region[0])
-    x_hi = np.minimum(np.ceil(nb[:, 2] - kx) + 1, region[2] - w)
-    y_lo = np.maximum(np.floor(nb[:, 1] - h + ky) - 1, region[1])
-    y_hi = np.minimum(np.ceil(nb[:, 3] - ky) + 1, region[3] - h)
-    ok &= (x_lo <= x_hi) & (y_lo <= y_hi)
-    return [
-        (int(a), int(b), int(c_), int(d))
-        for a, b, c_, d in zip(x_lo[ok], y_lo[ok], x_hi[ok], y_hi[ok], strict=True)
-    ]
+    rx1, ry1, rx2, ry2 = region
+    rects = []
+    for nx1, ny1, nx2, ny2 in np.asarray(neighbours, np.float64).reshape(-1, 4).tolist():
+        bw, bh = nx2 - nx1, ny2 - ny1
+        if bw <= 0 or bh <= 0:
+            continue  # an empty box overlaps nothing
+        inter = _best_axis_overlap(rx1, rx2 - w, w, nx1, nx2) * _best_axis_overlap(
+            ry1, ry2 - h, h, ny1, ny2
+        )
+        union = w * h + bw * bh - inter
+        if union <= 0 or inter / union <= iou_threshold:
+            continue
+        c = iou_threshold * (w * h + bw * bh) / (1.0 + iou_threshold)
+        kx, ky = c / min(h, bh), c / min(w, bw)
+        x_lo = max(math.floor(nx1 - w + kx) - 1, rx1)
+        x_hi = min(math.ceil(nx2 - kx) + 1, rx2 - w)
+        y_lo = max(math.floor(ny1 - h + ky) - 1, ry1)
+        y_hi = min(math.ceil(ny2 - ky) + 1, ry2 - h)
+        if x_lo <= x_hi and y_lo <= y_hi:
+            rects.append((x_lo, y_lo, x_hi, y_hi))
+    return rects
 
 
 #: Margin for the shortcuts that compare a correlation computed here (float64, one position)
@@ -213,6 +198,11 @@ _NCC_EPS = 1e-3
 _MIN_SPREAD = 1.0
 #: The bounded search is used when its area is below this share of the full search's.
 _BOUNDED_SHARE = 0.8
+
+
+def _correlation(patch: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8]) -> float:
+    """``TM_CCOEFF_NORMED`` of two same-size patches, as OpenCV's search computes it."""
+    return float(cv2.matchTemplate(other, patch, cv2.TM_CCOEFF_NORMED)[0, 0])
 
 
 #: More close contenders than this in the bounded search: run the full search instead.
@@ -284,15 +274,13 @@ def probe_neighbour(
     height, width = gray_t.shape[:2]
     (x1, y1, x2, y2), region = _patch_and_region(box, width, height, params.search_margin)
     patch = gray_t[y1:y2, x1:x2]
-    size = (x2 - x1, y2 - y1)
-    if patch.std() >= _MIN_SPREAD:
-        same = ncc(patch, gray_u[y1:y2, x1:x2])
+    if float(cv2.meanStdDev(patch)[1][0, 0]) >= _MIN_SPREAD:
+        same = _correlation(patch, gray_u[y1:y2, x1:x2])
         if same >= params.similarity_threshold + _NCC_EPS:
-            if not _overlap_possible(size, region, neighbours, params.iou_threshold):
-                return None
+            size = (x2 - x1, y2 - y1)
             rects = overlap_rects(size, region, neighbours, params.iou_threshold)
             full_area = (region[2] - region[0]) * (region[3] - region[1])
-            if _tracked_box_overlaps_nothing(
+            if not rects or _tracked_box_overlaps_nothing(
                 patch, gray_u, rects, full_area, same, neighbours, params.iou_threshold
             ):
                 return None
@@ -396,8 +384,32 @@ def support_without_pixels(
     return PixelFreeSupport(support[-1], support[1], offset[-1], offset[1], needs)
 
 
+def pixel_needs(
+    valid: VideoDetections,
+    support: PixelFreeSupport,
+    plan: dict[int, list[GapFrame]],
+    window: int,
+) -> PixelNeeds:
+    """Which frames' images the miner will read: grey images around the frames whose
+    candidates need template matching and at both ends and inside of every planned gap; colour
+    images of every frame that may be written (a possible hard negative or hard positive)."""
+    n = valid.num_frames
+    judged = support.needs_pixels
+    seen = np.concatenate(([0], np.cumsum(judged, dtype=np.int64)))  # judged frames before t
+    index = np.arange(n)
+    gray = seen[np.minimum(index + window + 1, n)] > seen[np.maximum(index - window, 0)]
+    bgr = judged.copy()
+    unsupported = (support.before == Support.NONE) & (support.after == Support.NONE)
+    bgr[valid.frame[unsupported]] = True
+    for t, gaps in plan.items():
+        gray[t] = bgr[t] = True
+        for gap in gaps:
+            gray[gap.link.a] = gray[gap.link.b] = True
+    return PixelNeeds(gray=gray, bgr=bgr)
+
+
 def iter_flickers(
-    frames: Iterable[Frame],
+    frames: Iterable[Frame] | Callable[[PixelNeeds], Iterable[Frame]],
     detections: VideoDetections,
     params: MinerParams,
     width: int,
@@ -413,7 +425,9 @@ def iter_flickers(
 
     Args:
         frames: decoded frames in order, numbered from 0 (e.g. a
-            :class:`~flickermine.video.VideoReader`).
+            :class:`~flickermine.video.VideoReader`), or a function that receives the
+            :class:`~flickermine.decoding.PixelNeeds` of the run (which frames' images will be
+            read) and returns them (e.g. with :func:`~flickermine.decoding.decode_in_process`).
         detections: the video's detections (all scores; filtering happens here).
         params: miner parameters.
         width, height: frame size in pixels.
@@ -441,6 +455,8 @@ def iter_flickers(
     alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
 
     pixel_free = support_without_pixels(valid, codes, params)
+    if callable(frames):
+        frames = frames(pixel_needs(valid, pixel_free, plan, w))
 
     def submit(
         pool: ThreadPoolExecutor, t: int

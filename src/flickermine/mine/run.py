@@ -15,6 +15,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding_available
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
 from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
@@ -64,6 +65,19 @@ class _FrameCounter:
             self._progress(pending)
 
 
+DECODERS = ("auto", "process", "thread")
+
+
+def _use_process(decoder: str) -> bool:
+    if decoder == "auto":
+        return (
+            process_decoding_available()
+            and (os.cpu_count() or 1) > 1
+            and not mp.current_process().daemon
+        )
+    return decoder == "process"
+
+
 def check_frame_counts(
     dets: VideoDetections, video_frames: int, det_source: str, video_source: str, *, partial: bool
 ) -> VideoDetections:
@@ -98,6 +112,7 @@ def mine_video(
     partial: bool = False,
     hard_positives: HardPositiveParams | None = None,
     progress: ProgressCallback | None = None,
+    decoder: str = "auto",
 ) -> dict[str, Any]:
     """Mine one video for hard negatives and write its outputs (see :mod:`.outputs`).
 
@@ -110,11 +125,18 @@ def mine_video(
         partial: accept detections covering only the first frames of the video.
         hard_positives: also mine missed detections with these parameters (SPEC §4).
         progress: called with the number of frames decoded since the last call.
+        decoder: ``"process"`` decodes in a child process that hands over only the images the
+            miner reads (:mod:`flickermine.decoding`), in parallel with the judging;
+            ``"thread"`` decodes in a background thread of this process; ``"auto"`` (default)
+            picks the process where it can fork and has more than one CPU, unless this process
+            is itself a daemon. Results are identical.
 
     Returns:
         The summary written to ``out_dir/<stem>.json``: counts, timing, parameters, paths.
     """
     params = params or MinerParams()
+    if decoder not in DECODERS:
+        raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     start = time.perf_counter()
     reader = VideoReader(video)
     if isinstance(detections, VideoDetections):
@@ -126,12 +148,19 @@ def mine_video(
         Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
     )
     counter = _FrameCounter(progress)
+    in_process = _use_process(decoder)
+
+    def frames(needs: PixelNeeds) -> Iterator[Frame]:
+        if in_process:
+            return counter.wrap(decode_in_process(video, needs, limit=dets.num_frames))
+        single = VideoReader(video, threads=False)
+        return counter.wrap(prefetch(itertools.islice(iter(single), dets.num_frames), PREFETCH))
+
     try:
-        decoded_ahead = prefetch(itertools.islice(iter(reader), dets.num_frames), PREFETCH)
-        frames = counter.wrap(decoded_ahead)
         for verdicts in iter_flickers(
-            frames, dets, params, reader.width, reader.height, hard_positives=hard_positives
-        ):
+            frames, dets, params, reader.width, reader.height, hard_positives=hard_positives,
+            threads=0 if in_process else 2,
+        ):  # fmt: skip
             writer.add(verdicts)
     except BaseException:
         writer.abort()
@@ -279,6 +308,7 @@ def _worker(
     return mine_video(
         job.video, job.detections, out_dir, params,
         overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
+        decoder="thread",  # the other workers keep the other cores busy
     )  # fmt: skip
 
 

@@ -1,0 +1,289 @@
+"""Decoding in a child process, so that decoding and the consumer's Python work run in parallel.
+
+PyAV holds the GIL for part of every frame it decodes, so a decoding *thread* is slowed down by
+any Python work in the consumer (and slows it down in turn). :func:`decode_in_process` decodes
+in a forked child instead and hands over, through shared memory, only the images the consumer
+said it will read (:class:`PixelNeeds`); every other frame arrives as a :class:`Frame` without
+pixels, so frame numbering and counting are unchanged.
+
+The images are the ones :class:`~flickermine.video.VideoReader` produces (the child runs it),
+handed over as views of shared memory: no copy on the consumer's side, and only the parts the
+consumer reads cross between the two processors' caches. Slot reuse relies on CPython's
+reference counts (see :func:`decode_in_process`).
+
+>>> needs = PixelNeeds.none(1000)  # doctest: +SKIP
+>>> needs.gray[10:20] = True  # doctest: +SKIP
+>>> for frame in decode_in_process("clip.mp4", needs):  # doctest: +SKIP
+...     if 10 <= frame.index < 20:
+...         frame.gray  # (H, W) uint8; other frames have no pixels
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from flickermine.errors import VideoError
+from flickermine.video import Frame, VideoReader, to_bgr
+
+
+@dataclass(frozen=True)
+class PixelNeeds:
+    """Which frames' images a consumer reads: ``gray`` and ``bgr`` are ``(num_frames,)`` bool.
+
+    Frames past the end of the arrays need nothing.
+    """
+
+    gray: npt.NDArray[np.bool_]
+    bgr: npt.NDArray[np.bool_]
+
+    @classmethod
+    def none(cls, num_frames: int) -> PixelNeeds:
+        """No image of any frame (set entries to ask for some)."""
+        return cls(np.zeros(num_frames, np.bool_), np.zeros(num_frames, np.bool_))
+
+    @classmethod
+    def every(cls, num_frames: int) -> PixelNeeds:
+        """Both images of every frame."""
+        return cls(np.ones(num_frames, np.bool_), np.ones(num_frames, np.bool_))
+
+
+def process_decoding_available() -> bool:
+    """Whether :func:`decode_in_process` can run here (it needs the ``fork`` start method)."""
+    return "fork" in mp.get_all_start_methods()
+
+
+#: Messages from the child: ("frame", index, slot, has_gray, has_bgr), ("count", frames decoded
+#: so far), ("end", frames), ("error", frames decoded, message).
+_COUNT_EVERY = 64
+
+
+#: Pixel formats whose colour image is rebuilt in the consumer from the shipped planes (a third
+#: of the bytes of a BGR image, and converted only if it is read).
+_PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
+
+
+def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]:
+    plane = av_frame.planes[k]
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+
+
+def _child(
+    path: str,
+    needs: PixelNeeds,
+    limit: int,
+    buffer: mmap.mmap,
+    slots: int,
+    shape: tuple[int, int],
+    data: Connection,
+    free: Connection,
+) -> None:
+    height, width = shape
+    gray_size = height * width
+    slot_size = gray_size * 4
+    available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
+    count = 0
+    try:
+        for frame in VideoReader(path, threads=False):
+            if count >= limit:
+                break
+            i = frame.index
+            want_gray = i < len(needs.gray) and bool(needs.gray[i])
+            want_colour = i < len(needs.bgr) and bool(needs.bgr[i])
+            if want_gray or want_colour:
+                if not available or free.poll():
+                    available.extend(free.recv())  # blocks only when every slot is held
+                slot = available.pop()
+                base = slot * slot_size
+                colour: tuple[Any, ...] | None = None
+                fmt = frame._av.format.name if frame._av is not None else ""
+                planar = want_colour and fmt in _PLANAR_420 and height % 2 == 0 and width % 2 == 0
+                if want_gray or planar:
+                    view = np.frombuffer(buffer, np.uint8, gray_size, base).reshape(shape)
+                    view[...] = frame.gray
+                if planar:
+                    half = (height // 2, width // 2)
+                    quarter = gray_size // 4
+                    for k in (1, 2):
+                        offset = base + gray_size + (k - 1) * quarter  # U, then V, after the luma
+                        view = np.frombuffer(buffer, np.uint8, quarter, offset)
+                        view.reshape(half)[...] = _plane(frame._av, k, *half)
+                    colour = (fmt, frame._av.colorspace, frame._av.color_range)
+                elif want_colour:
+                    view = np.frombuffer(buffer, np.uint8, gray_size * 3, base + gray_size)
+                    view.reshape(height, width, 3)[...] = frame.bgr
+                    colour = ("bgr24",)
+                data.send(("frame", i, slot, want_gray or planar, colour))
+            elif i % _COUNT_EVERY == _COUNT_EVERY - 1:
+                data.send(("count", i + 1))
+            count += 1
+        data.send(("end", count))
+    except VideoError as exc:
+        data.send(("error", count, str(exc)))
+    except Exception as exc:  # reported to the parent, which raises it as a VideoError
+        data.send(("error", count, f"{path}: decoder process failed: {type(exc).__name__}: {exc}"))
+    finally:
+        data.close()
+
+
+def _rebuild_bgr(
+    y: npt.NDArray[np.uint8],
+    uv: npt.NDArray[np.uint8],
+    fmt: str,
+    colorspace: Any,
+    colour_range: Any,
+) -> npt.NDArray[np.uint8]:
+    """The BGR image PyAV gives for a planar 4:2:0 frame, from its planes (same conversion)."""
+    height, width = y.shape
+    yuv = np.concatenate([y.reshape(-1), uv]).reshape(height * 3 // 2, width)
+    frame = av.VideoFrame.from_ndarray(yuv, format=fmt)
+    frame.colorspace = colorspace
+    frame.color_range = colour_range
+    return to_bgr(frame)
+
+
+def decode_in_process(
+    path: str | os.PathLike[str],
+    needs: PixelNeeds,
+    *,
+    limit: int | None = None,
+    slots: int = 64,
+) -> Iterator[Frame]:
+    """Decode ``path`` in a child process; yield every frame in order, with the images of
+    ``needs`` (and no pixels for the others).
+
+    The images are views of memory shared with the child, not copies. A slot of that memory
+    is reused only once no array viewing it is left (the frame and every slice taken from it
+    are gone), so frames and images may be kept for as long as the caller likes; when nearly
+    every slot is held, further images are copied out instead.
+
+    Args:
+        path: the video file.
+        needs: the frames whose grey and/or BGR images will be read.
+        limit: decode at most this many frames.
+        slots: shared-memory slots, each one frame's grey and BGR images (address space is
+            reserved for all; memory is used only for the slots actually in use).
+
+    Raises:
+        VideoError: the file cannot be opened or decoding fails (frames decoded before the
+            failure are yielded first, as with :class:`~flickermine.video.VideoReader`), or the
+            child process dies.
+    """
+    reader = VideoReader(path)  # opens the file here, so a bad path fails in the caller
+    shape = (reader.height, reader.width)
+    gray_size = reader.height * reader.width
+    slots = max(2, slots)
+    buffer = mmap.mmap(-1, gray_size * 4 * slots)  # anonymous, shared with the forked child
+    ctx = mp.get_context("fork")
+    data_recv, data_send = ctx.Pipe(duplex=False)
+    free_recv, free_send = ctx.Pipe(duplex=False)
+    limit = reader.num_frames if limit is None else limit
+    child = ctx.Process(
+        target=_child,
+        args=(str(path), needs, max(0, limit), buffer, slots, shape, data_send, free_recv),
+        name="flickermine-decoder",
+        daemon=True,
+    )
+    child.start()
+    data_send.close()
+    free_recv.close()
+    # Slot -> the root arrays handed out from it; every view of them has them as its base.
+    held: dict[int, list[npt.NDArray[np.uint8]]] = {}
+
+    def give_back(numbers: list[int]) -> None:
+        # Once the child has finished and closed its end, nothing wants slots.
+        with contextlib.suppress(OSError):
+            free_send.send(numbers)
+
+    def release_unused() -> None:
+        unused = [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]
+        if unused:
+            for slot in unused:
+                del held[slot]
+            give_back(unused)
+
+    next_index = 0
+    try:
+        while True:
+            release_unused()
+            while not data_recv.poll(0.01):  # a frame may be dropped by another thread
+                if not child.is_alive() and not data_recv.poll():
+                    break
+                release_unused()
+            try:
+                message: tuple[Any, ...] = data_recv.recv()
+            except EOFError:
+                child.join(timeout=5)
+                raise VideoError(
+                    f"{path}: the decoder process ended unexpectedly (exit code {child.exitcode}) "
+                    f"after {next_index} frames"
+                ) from None
+            kind, upto = message[0], message[1]
+            while next_index < upto:
+                yield Frame(next_index)
+                next_index += 1
+            if kind == "frame":
+                _, index, slot, has_gray, colour = message
+                base = slot * gray_size * 4
+                roots = []
+                if has_gray:
+                    roots.append(np.frombuffer(buffer, np.uint8, gray_size, base))
+                if colour is not None:
+                    size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
+                    roots.append(np.frombuffer(buffer, np.uint8, size, base + gray_size))
+                if len(held) >= slots - 1:  # keep a slot free for the child: copy instead
+                    roots = [root.copy() for root in roots]
+                    give_back([slot])
+                else:
+                    held[slot] = roots
+                yield _shipped_frame(index, roots, has_gray, colour, shape)
+                del roots
+                next_index = index + 1
+            elif kind == "end":
+                return
+            elif kind == "error":
+                raise VideoError(message[2])
+    finally:
+        data_recv.close()
+        free_send.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        held.clear()
+
+
+def _shipped_frame(
+    index: int,
+    roots: list[npt.NDArray[np.uint8]],
+    has_gray: bool,
+    colour: tuple[Any, ...] | None,
+    shape: tuple[int, int],
+) -> Frame:
+    gray = roots[0].reshape(shape) if has_gray else None
+    if colour is None:
+        return Frame(index, gray=gray)
+    if colour[0] == "bgr24":
+        return Frame(index, gray=gray, bgr=roots[-1].reshape(*shape, 3))
+    assert gray is not None  # planar colour always ships the luma plane
+    uv = roots[-1]
+    return Frame(index, gray=gray, make_bgr=lambda: _rebuild_bgr(gray, uv, *colour))
+
+
+def _most_refs(roots: list[npt.NDArray[np.uint8]]) -> int:
+    """Largest reference count among ``roots`` (each view of a root holds a reference)."""
+    return max(sys.getrefcount(root) for root in roots)
+
+
+#: What :func:`_most_refs` reports for roots referenced by nothing but their list.
+_UNUSED_REFS = _most_refs([np.empty(0, np.uint8)])
