@@ -11,7 +11,7 @@ import pytest
 
 from flickermine.errors import ConfigError, InvalidDetectionsError, OutputExistsError
 from flickermine.io import save_detections, write_legacy
-from flickermine.mine import MinerParams, find_jobs, mine_many, mine_video
+from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many, mine_video
 from flickermine.structures import VideoDetections
 
 from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
@@ -158,3 +158,36 @@ def test_a_failing_video_does_not_stop_the_others(scene, tmp_path):
     outcomes = {o.job.stem: o for o in mine_many(find_jobs(vids, dets), tmp_path / "out")}
     assert outcomes["good"].summary is not None
     assert "bad.mp4" in (outcomes["bad"].error or "")
+
+
+def test_both_decoders_write_identical_outputs(tmp_path):
+    # A walking object missed in frames 12-13 (a hard positive) and a flicker in frame 9.
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]))
+    kept = [t for t in range(N) if t not in (12, 13)]
+    dets = detections([*sprite_rows(a, kept), (9, *FALSE_BOX, 0.9)], N)
+    outs = {}
+    for decoder in ("thread", "process"):
+        out = tmp_path / decoder
+        summary = mine_video(video, dets, out, hard_positives=HardPositiveParams(), decoder=decoder)
+        assert summary["hard_negatives"] == 1 and summary["hard_positives"] == 2
+        outs[decoder] = {
+            p.relative_to(out): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and p.suffix != ".json"
+        }
+    assert outs["thread"].keys() == outs["process"].keys()
+    assert len([p for p in outs["thread"] if p.suffix == ".jpg"]) == 6
+    for path, data in outs["thread"].items():
+        if path.suffix == ".parquet":
+            assert pq.read_table(tmp_path / "process" / path).equals(
+                pq.read_table(tmp_path / "thread" / path)
+            )
+        else:
+            assert outs["process"][path] == data, path
+
+
+def test_unknown_decoder_is_refused(scene, tmp_path):
+    video, det_path, _ = scene
+    with pytest.raises(ConfigError, match="decoder: expected one of auto, process, thread"):
+        mine_video(video, det_path, tmp_path / "out", decoder="gpu")

@@ -5,7 +5,9 @@ max_gap) + 1`` when hard positives are mined too, see :mod:`.hardpos`). Frame ``
 when frame ``t + window`` (or ``t + max_gap``) arrives. Grey images and template matching are
 computed only for the candidates that need them: a neighbour detection overlapping the
 candidate's own box supports it whatever the template match says, so that cheap test runs
-first.
+first, for the whole video at once (:func:`support_without_pixels`); :func:`pixel_needs` tells
+the decoder which frames' images will be read at all. Template searches are bounded exactly
+(:func:`probe_neighbour`).
 """
 
 from __future__ import annotations

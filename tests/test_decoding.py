@@ -1,0 +1,100 @@
+"""Decoding in a child process: same frames and images as the reader, errors, clean-up."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding_available
+from flickermine.errors import VideoError
+from flickermine.video import VideoReader
+
+from factories import texture, write_video
+
+pytestmark = pytest.mark.skipif(not process_decoding_available(), reason="needs fork")
+
+
+def textured_video(path, n=24, height=48, width=64):
+    """Frames with different textures (so a mix-up of frames or planes shows)."""
+    return write_video(path, [texture(t, height, width) for t in range(n)])
+
+
+def test_child_gives_the_readers_images_for_the_frames_asked_and_numbers_all(tmp_path):
+    video = textured_video(tmp_path / "v.mp4")
+    needs = PixelNeeds.none(24)
+    needs.gray[[0, 3, 4, 5, 20]] = True
+    needs.bgr[[5, 6, 23]] = True  # with and without the grey image
+    reference = {f.index: (f.gray.copy(), f.bgr.copy()) for f in VideoReader(video)}
+    seen = []
+    for frame in decode_in_process(video, needs, slots=4):
+        seen.append(frame.index)
+        gray, bgr = reference[frame.index]
+        if needs.gray[frame.index]:
+            assert np.array_equal(frame.gray, gray)
+        if needs.bgr[frame.index]:
+            assert np.array_equal(frame.bgr, bgr)  # rebuilt from planes: PyAV's own conversion
+        if not needs.gray[frame.index] and not needs.bgr[frame.index]:
+            with pytest.raises(VideoError, match=rf"frame {frame.index + 1} \(1-based\)"):
+                _ = frame.gray
+    assert seen == list(range(24))
+
+
+def test_limit_stops_early(tmp_path):
+    video = textured_video(tmp_path / "v.mp4")
+    assert [f.index for f in decode_in_process(video, PixelNeeds.none(24), limit=7)] == list(
+        range(7)
+    )
+
+
+def test_kept_images_stay_intact_while_slots_are_reused(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=40)
+    reference = [f.gray.copy() for f in VideoReader(video)]
+    kept = {}
+    for frame in decode_in_process(video, PixelNeeds.every(40), slots=3):
+        if frame.index % 5 == 0:
+            kept[frame.index] = (frame.gray[5:20, 10:30], frame)  # a slice, and a whole frame
+    for index, (piece, frame) in kept.items():
+        assert np.array_equal(piece, reference[index][5:20, 10:30])
+        assert np.array_equal(frame.gray, reference[index])
+
+
+def test_a_video_cut_short_yields_what_the_reader_yields(tmp_path):
+    avi = textured_video(tmp_path / "cut.avi", n=30)
+    data = avi.read_bytes()
+    avi.write_bytes(data[: len(data) * 2 // 3])
+    expected = sum(1 for _ in VideoReader(avi))
+    assert 0 < expected < 30
+    got = [f.index for f in decode_in_process(avi, PixelNeeds.every(30))]
+    assert got == list(range(expected))
+
+
+def test_unreadable_video_fails_in_the_caller_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(VideoError, match="broken.mp4"):
+        next(decode_in_process(bad, PixelNeeds.none(1)))
+
+
+def test_closing_early_stops_the_child(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=60, height=240, width=320)
+    frames = decode_in_process(video, PixelNeeds.every(60), slots=2)
+    next(frames)
+    assert mp.active_children()
+    frames.close()
+    assert not mp.active_children()
+
+
+def test_a_killed_decoder_is_an_error_not_a_hang(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+    frames = decode_in_process(video, PixelNeeds.every(300), slots=2)
+    first = next(frames)  # the child is decoding the rest (about a second of work)
+    (child,) = mp.active_children()
+    os.kill(child.pid, signal.SIGKILL)
+    with pytest.raises(VideoError, match="decoder process ended unexpectedly"):
+        for _ in frames:
+            pass
+    assert first.index == 0
