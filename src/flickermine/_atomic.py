@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+_counter = itertools.count()
+
+
+def _temporary_name(target: Path) -> Path:
+    """A name beside ``target`` that no other writer uses (process, thread, call)."""
+    return target.with_name(
+        f".{target.name}.{os.getpid()}-{threading.get_ident()}-{next(_counter)}.tmp"
+    )
+
+
+def _create(path: Path) -> int:
+    """Create ``path`` exclusively, with the permissions a plain open() gives (umask applies)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
 
 @contextlib.contextmanager
@@ -17,13 +32,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    tmp_path = _temporary_name(target)
+    os.close(_create(tmp_path))
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -39,6 +49,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically (one open, one rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = _temporary_name(target)
+    fd = _create(tmp_path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

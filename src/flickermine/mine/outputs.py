@@ -17,10 +17,13 @@ Every file appears atomically (temporary name, then rename).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ _EXCLUSION_TEXT = {
     Exclusion.BORDER: "not a candidate: near border",
 }
 _BATCH_ROWS = 65536
+_PICTURES_AHEAD = 4
 JPEG_QUALITY = 95
 
 
@@ -141,6 +145,10 @@ class VideoResultWriter:
         )
         self._parquet = pq.ParquetWriter(self._tmp_verdicts, self._schema, compression="zstd")
         self._rows: list[FrameVerdicts] = []
+        # Pictures are encoded and written in a background thread (JPEG encoding and file
+        # writes release the GIL), in order, a few frames behind the miner.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="flickermine-writer")
+        self._pictures: deque[Future[None]] = deque()
         self._pending_rows = 0
         self.counts = {
             "frames_examined_with_detections": 0,
@@ -166,7 +174,11 @@ class VideoResultWriter:
         if self._pending_rows >= _BATCH_ROWS:
             self._flush()
         if n_hn or fv.hard_positives:
-            self._write_frame(fv)
+            self._pictures.append(self._pool.submit(self._write_frame, fv))
+            while self._pictures and (
+                len(self._pictures) > _PICTURES_AHEAD or self._pictures[0].done()
+            ):
+                self._pictures.popleft().result()  # re-raises a failed write here
 
     def _write_frame(self, fv: FrameVerdicts) -> None:
         name = f"frame{fv.index + 1}.jpg"
@@ -257,8 +269,16 @@ class VideoResultWriter:
             schema=self._schema,
         )
 
+    def _finish_pictures(self) -> None:
+        try:
+            while self._pictures:
+                self._pictures.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
     def close(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Finish every file; the summary JSON is written last. Returns the summary."""
+        self._finish_pictures()
         self._flush()
         self._parquet.close()
         self._txt.close()
@@ -271,6 +291,8 @@ class VideoResultWriter:
 
     def abort(self) -> None:
         """Close files after a failure; partial files are removed."""
+        with contextlib.suppress(Exception):  # the first error is the one being reported
+            self._finish_pictures()
         self._parquet.close()
         self._txt.close()
         self._tmp_verdicts.unlink(missing_ok=True)
