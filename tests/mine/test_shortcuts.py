@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flickermine.mine import MinerParams, iter_flickers
+from flickermine.decoding import PixelNeeds
+from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
 from flickermine.mine.flicker import (
     Exclusion,
     Support,
@@ -167,23 +168,39 @@ def random_scene(seed: int, n: int = 30, width: int = 320, height: int = 240):
                 continue  # missed
             x1, y1, x2, y2 = np.array(s.box(t)) + rng.normal(0, 3 if rng.random() < 0.8 else 12, 4)
             rows.append((t, x1, y1, max(x2, x1 + 10), max(y2, y1 + 10), rng.uniform(0.75, 0.99)))
-        for _ in range(int(rng.poisson(0.5))):
+        for _ in range(int(rng.poisson(1.0))):
             x, y = rng.uniform(0, width - 50), rng.uniform(0, height - 60)
             rows.append((t, x, y, x + rng.uniform(30, 70), y + rng.uniform(30, 80),
                          rng.uniform(0.75, 0.97)))  # fmt: skip
     return grays, detections(rows, n)
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 100_000), threads=st.sampled_from([0, 2]))
-def test_miner_agrees_with_a_plain_reading_of_the_rules(seed, threads):
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    threads=st.sampled_from([0, 2]),
+    sparse=st.booleans(),
+    hard_positives=st.booleans(),
+)
+def test_miner_agrees_with_a_plain_reading_of_the_rules(seed, threads, sparse, hard_positives):
     grays, dets = random_scene(seed)
     height, width = grays[0].shape
     params = MinerParams(border_margin=10, search_margin=40)
     expected = plain_verdicts(grays, dets, params, width, height)
-    frames = [Frame(t, bgr=np.dstack([g, g, g]), gray=g) for t, g in enumerate(grays)]
+
+    def frames(needs: PixelNeeds):
+        # As the child-process decoder hands them over: images only where the miner said it
+        # would read them; reading any other raises.
+        for t, g in enumerate(grays):
+            if not sparse or needs.gray[t] or needs.bgr[t]:
+                yield Frame(t, bgr=np.dstack([g, g, g]), gray=g)
+            else:
+                yield Frame(t)
+
+    hp = HardPositiveParams() if hard_positives else None
     got = {}
-    for fv in iter_flickers(iter(frames), dets, params, width, height, threads=threads):
+    for fv in iter_flickers(frames, dets, params, width, height, threads=threads,
+                            hard_positives=hp):  # fmt: skip
         for i in range(len(fv.score)):
             if fv.exclusion[i] != Exclusion.CANDIDATE:
                 got[(fv.index, i)] = None

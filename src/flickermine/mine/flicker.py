@@ -335,6 +335,7 @@ class PixelFreeSupport:
             where undecided or not a candidate).
         before_offset, after_offset: ``(N,)`` frame distance of the supporting neighbour.
         needs_pixels: ``(num_frames,)`` frames holding an undecided candidate.
+        reads: ``(num_frames,)`` frames whose grey images judging those may read.
     """
 
     before: npt.NDArray[np.int8]
@@ -342,6 +343,7 @@ class PixelFreeSupport:
     before_offset: npt.NDArray[np.int16]
     after_offset: npt.NDArray[np.int16]
     needs_pixels: npt.NDArray[np.bool_]
+    reads: npt.NDArray[np.bool_]
 
 
 def support_without_pixels(
@@ -383,24 +385,68 @@ def support_without_pixels(
         pending = pending[support[d][pending] == Support.NONE]
     needs = np.zeros(n, np.bool_)
     needs[frame_of[undecided]] = True
-    return PixelFreeSupport(support[-1], support[1], offset[-1], offset[1], needs)
+    # The frames whose grey images the template search may read: each undecided walk visits
+    # non-empty neighbours from where it got stuck up to the first one overlapping the box
+    # itself (that one settles it without pixels).
+    read = needs.copy()
+    stuck_before = undecided & (support[-1] == Support.NOT_SEARCHED)
+    rows = np.flatnonzero(stuck_before)
+    start = -offset[-1][rows].astype(np.int64)
+    settled = _walk_reads(valid, frame_of, counts, rows, start, -1, params, read)
+    # The other direction is walked when the first may end unsupported.
+    unsettled, stuck_after = rows[~settled], np.flatnonzero(undecided & ~stuck_before)
+    after_rows = np.concatenate([unsettled, stuck_after])
+    after_start = np.concatenate(
+        [np.ones(len(unsettled), np.int64), offset[1][stuck_after].astype(np.int64)]
+    )
+    _walk_reads(valid, frame_of, counts, after_rows, after_start, 1, params, read)
+    return PixelFreeSupport(support[-1], support[1], offset[-1], offset[1], needs, read)
+
+
+def _walk_reads(
+    valid: VideoDetections,
+    frame_of: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    start: npt.NDArray[np.int64],
+    direction: int,
+    params: MinerParams,
+    read: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Mark in ``read`` the non-empty neighbours a walk of ``rows`` may search, from step
+    ``start`` on, until one overlapping the box itself; returns which walks end that way."""
+    n = valid.num_frames
+    settled = np.zeros(len(rows), np.bool_)
+    active = np.ones(len(rows), np.bool_)
+    for step in range(1, params.window + 1):
+        if not active.any():
+            break
+        at = np.flatnonzero(active & (start <= step))
+        u = frame_of[rows[at]] + direction * step
+        keep = (u >= 0) & (u < n)
+        at, u = at[keep], u[keep]
+        keep = counts[u] > 0
+        at, u = at[keep], u[keep]
+        if at.size == 0:
+            continue
+        own = _max_iou_with_frames(valid, rows[at], u) > params.iou_threshold
+        settled[at[own]] = True
+        active[at[own]] = False
+        read[u[~own]] = True
+    return settled
 
 
 def pixel_needs(
     valid: VideoDetections,
     support: PixelFreeSupport,
     plan: dict[int, list[GapFrame]],
-    window: int,
 ) -> PixelNeeds:
-    """Which frames' images the miner will read: grey images around the frames whose
-    candidates need template matching and at both ends and inside of every planned gap; colour
+    """Which frames' images the miner will read: grey images of the frames whose candidates
+    need template matching and of the neighbours their walks may search
+    (:attr:`PixelFreeSupport.reads`), and at both ends and inside of every planned gap; colour
     images of every frame that may be written (a possible hard negative or hard positive)."""
-    n = valid.num_frames
-    judged = support.needs_pixels
-    seen = np.concatenate(([0], np.cumsum(judged, dtype=np.int64)))  # judged frames before t
-    index = np.arange(n)
-    gray = seen[np.minimum(index + window + 1, n)] > seen[np.maximum(index - window, 0)]
-    bgr = judged.copy()
+    gray = support.reads.copy()
+    bgr = support.needs_pixels.copy()
     unsupported = (support.before == Support.NONE) & (support.after == Support.NONE)
     bgr[valid.frame[unsupported]] = True
     for t, gaps in plan.items():
@@ -458,7 +504,7 @@ def iter_flickers(
 
     pixel_free = support_without_pixels(valid, codes, params)
     if callable(frames):
-        frames = frames(pixel_needs(valid, pixel_free, plan, w))
+        frames = frames(pixel_needs(valid, pixel_free, plan))
 
     def submit(
         pool: ThreadPoolExecutor, t: int
