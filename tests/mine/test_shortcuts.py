@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
 from flickermine.mine.flicker import (
     Exclusion,
     Support,
+    _spread_and_correlation,
     _tracked_box_overlaps_nothing,
     exclusions,
     match_template,
@@ -210,3 +212,19 @@ def test_miner_agrees_with_a_plain_reading_of_the_rules(seed, threads, sparse, h
             got[(fv.index, i)] = (before, after)
             assert fv.hard_negative[i] == (before is None and after is None)
     assert got == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.integers(2, 60), w=st.integers(2, 60),
+       flat=st.booleans())  # fmt: skip
+def test_same_position_correlation_is_opencvs_up_to_rounding(seed, h, w, flat):
+    rng = np.random.default_rng(seed)
+    patch = rng.integers(0, 256, (h, w), np.uint8)
+    other = np.full((h, w), 7, np.uint8) if flat else rng.integers(0, 256, (h, w), np.uint8)
+    spread, same = _spread_and_correlation(patch, other)
+    assert spread == pytest.approx(float(patch.std()), rel=1e-9, abs=1e-9)
+    if flat:
+        assert same == 0.0
+    else:
+        expected = float(cv2.matchTemplate(other, patch, cv2.TM_CCOEFF_NORMED)[0, 0])
+        assert same == pytest.approx(expected, abs=1e-4)

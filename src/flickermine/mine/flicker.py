@@ -202,9 +202,22 @@ _MIN_SPREAD = 1.0
 _BOUNDED_SHARE = 0.8
 
 
-def _correlation(patch: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8]) -> float:
-    """``TM_CCOEFF_NORMED`` of two same-size patches, as OpenCV's search computes it."""
-    return float(cv2.matchTemplate(other, patch, cv2.TM_CCOEFF_NORMED)[0, 0])
+def _spread_and_correlation(
+    patch: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8]
+) -> tuple[float, float]:
+    """Grey-level standard deviation of ``patch`` and its ``TM_CCOEFF_NORMED`` correlation with
+    the same-size ``other`` (0 when either is flat). The sums are integers held exactly in
+    float64, so only the final division rounds."""
+    a = patch.reshape(-1).astype(np.float64)
+    b = other.reshape(-1).astype(np.float64)
+    n = a.size
+    sa, sb = a.sum(), b.sum()
+    var_a = float(a @ a) - sa * sa / n
+    var_b = float(b @ b) - sb * sb / n
+    spread = math.sqrt(max(var_a, 0.0) / n)
+    if var_a <= 0 or var_b <= 0:
+        return spread, 0.0
+    return spread, (float(a @ b) - sa * sb / n) / math.sqrt(var_a * var_b)
 
 
 #: More close contenders than this in the bounded search: run the full search instead.
@@ -276,16 +289,15 @@ def probe_neighbour(
     height, width = gray_t.shape[:2]
     (x1, y1, x2, y2), region = _patch_and_region(box, width, height, params.search_margin)
     patch = gray_t[y1:y2, x1:x2]
-    if float(cv2.meanStdDev(patch)[1][0, 0]) >= _MIN_SPREAD:
-        same = _correlation(patch, gray_u[y1:y2, x1:x2])
-        if same >= params.similarity_threshold + _NCC_EPS:
-            size = (x2 - x1, y2 - y1)
-            rects = overlap_rects(size, region, neighbours, params.iou_threshold)
-            full_area = (region[2] - region[0]) * (region[3] - region[1])
-            if not rects or _tracked_box_overlaps_nothing(
-                patch, gray_u, rects, full_area, same, neighbours, params.iou_threshold
-            ):
-                return None
+    spread, same = _spread_and_correlation(patch, gray_u[y1:y2, x1:x2])
+    if spread >= _MIN_SPREAD and same >= params.similarity_threshold + _NCC_EPS:
+        size = (x2 - x1, y2 - y1)
+        rects = overlap_rects(size, region, neighbours, params.iou_threshold)
+        full_area = (region[2] - region[0]) * (region[3] - region[1])
+        if not rects or _tracked_box_overlaps_nothing(
+            patch, gray_u, rects, full_area, same, neighbours, params.iou_threshold
+        ):
+            return None
     best, tracked = match_template(gray_t, gray_u, box, params.search_margin)
     if best < params.similarity_threshold:
         return Support.APPEARANCE
