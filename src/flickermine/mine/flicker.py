@@ -206,18 +206,19 @@ def _spread_and_correlation(
     patch: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8]
 ) -> tuple[float, float]:
     """Grey-level standard deviation of ``patch`` and its ``TM_CCOEFF_NORMED`` correlation with
-    the same-size ``other`` (0 when either is flat). The sums are integers held exactly in
-    float64, so only the final division rounds."""
-    a = patch.reshape(-1).astype(np.float64)
-    b = other.reshape(-1).astype(np.float64)
+    the same-size ``other`` (0 when either is flat). The sums are exact integers, so only the
+    final division rounds; no BLAS call (its threads would compete with the decoder)."""
+    a = patch.reshape(-1).astype(np.int64)
+    b = other.reshape(-1).astype(np.int64)
     n = a.size
-    sa, sb = a.sum(), b.sum()
-    var_a = float(a @ a) - sa * sa / n
-    var_b = float(b @ b) - sb * sb / n
-    spread = math.sqrt(max(var_a, 0.0) / n)
+    sa, sb = int(a.sum()), int(b.sum())
+    var_a = float(n * int((a * a).sum()) - sa * sa) / n / n
+    var_b = float(n * int((b * b).sum()) - sb * sb) / n / n
+    spread = math.sqrt(max(var_a, 0.0))
     if var_a <= 0 or var_b <= 0:
         return spread, 0.0
-    return spread, (float(a @ b) - sa * sb / n) / math.sqrt(var_a * var_b)
+    covariance = float(n * int((a * b).sum()) - sa * sb) / n / n
+    return spread, covariance / math.sqrt(var_a * var_b)
 
 
 #: More close contenders than this in the bounded search: run the full search instead.
