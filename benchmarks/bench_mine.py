@@ -157,7 +157,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="alternating timing rounds (medians)")
     ap.add_argument("--no-memory", action="store_true", help="skip the 20,000-frame memory run")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
 
     video, dets = make_video(args.frames)
     d = load_detections(dets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import Any
+
+import cv2
 
 from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding_available
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
@@ -76,6 +79,20 @@ def _use_process(decoder: str) -> bool:
             and not mp.current_process().daemon
         )
     return decoder == "process"
+
+
+@contextlib.contextmanager
+def _opencv_threads(count: int | None) -> Iterator[None]:
+    """OpenCV's thread count set to ``count`` (a process-wide setting) for the duration."""
+    if count is None:
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def check_frame_counts(
@@ -157,11 +174,13 @@ def mine_video(
         return counter.wrap(prefetch(itertools.islice(iter(single), dets.num_frames), PREFETCH))
 
     try:
-        for verdicts in iter_flickers(
-            frames, dets, params, reader.width, reader.height, hard_positives=hard_positives,
-            threads=0 if in_process else 2,
-        ):  # fmt: skip
-            writer.add(verdicts)
+        # With the decoder on another core, OpenCV's own worker threads only get in its way.
+        with _opencv_threads(1 if in_process else None):
+            for verdicts in iter_flickers(
+                frames, dets, params, reader.width, reader.height, hard_positives=hard_positives,
+                threads=0 if in_process else 2,
+            ):  # fmt: skip
+                writer.add(verdicts)
     except BaseException:
         writer.abort()
         raise
