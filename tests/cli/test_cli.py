@@ -34,6 +34,22 @@ def test_mine_prints_a_summary(scene, tmp_path, capsys):
     assert "hard negatives              1" in out and "frames written              1" in out
 
 
+@pytest.mark.parametrize("decoder", ["thread", "process"])
+def test_mine_decoder_choice_gives_the_same_result(scene, tmp_path, decoder):
+    video, txt = scene
+    out = tmp_path / decoder
+    argv = ["mine", str(video), "--detections", str(txt), "--out", str(out), "--quiet"]
+    assert main([*argv, "--decoder", decoder]) == 0
+    assert (out / "walk.txt").read_text().startswith("walk/frame10.jpg\n2\n")
+
+
+def test_unknown_decoder_is_refused_by_the_parser(scene, tmp_path, capsys):
+    video, txt = scene
+    with pytest.raises(SystemExit):
+        main(["mine", str(video), "--detections", str(txt), "--decoder", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
 def test_seed_flag_names_are_accepted(scene, tmp_path):
     video, txt = scene
     argv = [

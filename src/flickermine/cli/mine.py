@@ -10,7 +10,7 @@ from typing import Any
 from flickermine.cli._common import check_output_dir, progress_bar
 from flickermine.errors import ConfigError, FlickermineError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
-from flickermine.mine.run import JobOutcome
+from flickermine.mine.run import DECODERS, JobOutcome
 from flickermine.video import VideoReader
 
 # (flag, seed alias, parameter, type); defaults and help come from MinerParams.
@@ -96,6 +96,11 @@ def add_parser(sub: Any) -> None:
         "--allow-partial", action="store_true",
         help="mine detection files that cover only the first frames of their video",
     )  # fmt: skip
+    p.add_argument(
+        "--decoder", choices=DECODERS, default="auto",
+        help="decode in a child process (only the images the miner reads cross over) or in a "
+        "thread; auto: the process where possible, the thread with --workers > 1",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_param_flags(p)
     add_hard_positive_flags(p)
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes = mine_many(
             jobs, out, params, workers=args.workers, overwrite=args.overwrite,
             resume=args.resume, partial=args.allow_partial, hard_positives=hard_positives,
-            progress=bar.update, on_done=on_done,
+            progress=bar.update, on_done=on_done, decoder=args.decoder,
         )  # fmt: skip
     if not args.quiet:
         print(format_summary(outcomes, out))

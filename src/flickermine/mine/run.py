@@ -317,9 +317,9 @@ class JobOutcome:
 
 
 def _worker(
-    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, Any],
+    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, Any, str],
 ) -> dict[str, Any]:
-    job, out_dir, params, hard_positives, overwrite, partial, queue = args
+    job, out_dir, params, hard_positives, overwrite, partial, queue, decoder = args
 
     def report(n: int) -> None:
         queue.put(n)
@@ -327,7 +327,7 @@ def _worker(
     return mine_video(
         job.video, job.detections, out_dir, params,
         overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
-        decoder="thread",  # the other workers keep the other cores busy
+        decoder="thread" if decoder == "auto" else decoder,  # other workers use the cores
     )  # fmt: skip
 
 
@@ -343,12 +343,17 @@ def mine_many(
     hard_positives: HardPositiveParams | None = None,
     progress: ProgressCallback | None = None,
     on_done: Callable[[JobOutcome], None] | None = None,
+    decoder: str = "auto",
 ) -> list[JobOutcome]:
     """Mine several videos, ``workers`` at a time; a failing video does not stop the others.
 
     With ``resume``, videos whose outputs were finished with the same parameters are skipped and
     the rest are redone. ``progress`` receives decoded-frame increments from every worker.
+    ``decoder`` is :func:`mine_video`'s; with several workers ``"auto"`` means ``"thread"``
+    (the other workers keep the other cores busy).
     """
+    if decoder not in DECODERS:
+        raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     params = params or MinerParams()
     out = Path(out_dir)
     outcomes: list[JobOutcome] = []
@@ -369,7 +374,7 @@ def mine_many(
                 outcome.summary = mine_video(
                     job.video, job.detections, out, params,
                     overwrite=redo, partial=partial, hard_positives=hard_positives,
-                    progress=progress,
+                    progress=progress, decoder=decoder,
                 )  # fmt: skip
             except FlickermineError as exc:
                 outcome.error = str(exc)
@@ -381,7 +386,9 @@ def mine_many(
     with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         queue = manager.Queue()
         futures: dict[Future[dict[str, Any]], MineJob] = {
-            pool.submit(_worker, (job, str(out), params, hard_positives, redo, partial, queue)): job
+            pool.submit(
+                _worker, (job, str(out), params, hard_positives, redo, partial, queue, decoder)
+            ): job
             for job in todo
         }
         pending = set(futures)
