@@ -60,8 +60,9 @@ class PixelNeeds:
 
 
 def process_decoding_available() -> bool:
-    """Whether :func:`decode_in_process` can run here (it needs the ``fork`` start method)."""
-    return "fork" in mp.get_all_start_methods()
+    """Whether :func:`decode_in_process` can run here: it forks, which is safe on Linux (macOS
+    offers fork too, but system libraries there may crash in a forked child)."""
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
 #: Messages from the child: ("frame", index, slot, has_gray, has_bgr), ("count", frames decoded
@@ -129,6 +130,8 @@ def _child(
                 data.send(("count", i + 1))
             count += 1
         data.send(("end", count))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
+        pass
     except VideoError as exc:
         data.send(("error", count, str(exc)))
     except Exception as exc:  # reported to the parent, which raises it as a VideoError
