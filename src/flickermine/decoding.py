@@ -65,6 +65,9 @@ def process_decoding_available() -> bool:
     return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
+#: Address space reserved for the shared slots by default.
+_RESERVE = 1 << 30
+
 #: Messages from the child: ("frame", index, slot, has_gray, has_bgr), ("count", frames decoded
 #: so far), ("end", frames), ("error", frames decoded, message).
 _COUNT_EVERY = 64
@@ -161,7 +164,7 @@ def decode_in_process(
     needs: PixelNeeds,
     *,
     limit: int | None = None,
-    slots: int = 64,
+    slots: int | None = None,
 ) -> Iterator[Frame]:
     """Decode ``path`` in a child process; yield every frame in order, with the images of
     ``needs`` (and no pixels for the others).
@@ -176,7 +179,8 @@ def decode_in_process(
         needs: the frames whose grey and/or BGR images will be read.
         limit: decode at most this many frames.
         slots: shared-memory slots, each one frame's grey and BGR images (address space is
-            reserved for all; memory is used only for the slots actually in use).
+            reserved for all; memory is used only for the slots actually in use). Default: 64,
+            fewer for frames so large that 64 would reserve more than 1 GiB (at least 4).
 
     Raises:
         VideoError: the file cannot be opened or decoding fails (frames decoded before the
@@ -186,6 +190,8 @@ def decode_in_process(
     reader = VideoReader(path)  # opens the file here, so a bad path fails in the caller
     shape = (reader.height, reader.width)
     gray_size = reader.height * reader.width
+    if slots is None:
+        slots = min(64, max(4, _RESERVE // (gray_size * 4)))
     slots = max(2, slots)
     buffer = mmap.mmap(-1, gray_size * 4 * slots)  # anonymous, shared with the forked child
     ctx = mp.get_context("fork")
