@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ _EXCLUSION_TEXT = {
     Exclusion.SMALL: "not a candidate: smaller than min_area",
     Exclusion.BORDER: "not a candidate: near border",
 }
-_BATCH_ROWS = 65536
+_BATCH_ROWS = 4096  # rows per verdict-table write: memory stays bounded, work spread out
 _PICTURES_AHEAD = 4
 JPEG_QUALITY = 95
 
@@ -82,6 +83,7 @@ def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     return [p for p in output_paths(out_dir, stem).values() if p.exists()]
 
 
+@functools.lru_cache(maxsize=4096)
 def _direction_text(kind: int, offset: int) -> str:
     if kind == Support.NOT_SEARCHED:
         return ""
@@ -90,6 +92,7 @@ def _direction_text(kind: int, offset: int) -> str:
     return f"{'overlap' if kind == Support.OVERLAP else 'appearance'}@{offset:+d}"
 
 
+@functools.lru_cache(maxsize=4096)  # few distinct combinations, thousands of rows
 def reason(exclusion: int, before: int, before_off: int, after: int, after_off: int) -> str:
     """Human-readable reason for one verdict."""
     if exclusion != Exclusion.CANDIDATE:
