@@ -516,23 +516,24 @@ def iter_flickers(
     alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
 
     pixel_free = support_without_pixels(valid, codes, params)
+    offsets = valid.frame_offsets
     if callable(frames):
         frames = frames(pixel_needs(valid, pixel_free, plan))
 
     def submit(
         pool: ThreadPoolExecutor, t: int
     ) -> Future[FrameVerdicts | None] | FrameVerdicts | None:
-        window = tuple(buffer)
-        sl = valid.frame_slice(t)
-        judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= window[-1].index
+        sl = slice(int(offsets[t]), int(offsets[t + 1]))
+        judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= buffer[-1].index
         gaps = plan.get(t, [])
         if not judge_hn and not gaps:
             return None
         if judge_hn and not gaps and not pixel_free.needs_pixels[t]:
-            return _pixel_free_verdicts(window[t - window[0].index], valid, det_index, codes, sl,
+            return _pixel_free_verdicts(buffer[t - buffer[0].index], valid, det_index, codes, sl,
                                         pixel_free)  # fmt: skip
         if not judge_hn:
             sl = slice(sl.start, sl.start)
+        window = tuple(buffer)
         args = (window, t, valid, det_index[sl], codes[sl], sl, params, gaps, hard_positives, alike)
         return pool.submit(_judge_frame, *args) if threads > 0 else _judge_frame(*args)
 
