@@ -68,8 +68,10 @@ def process_decoding_available() -> bool:
 #: Address space reserved for the shared slots by default.
 _RESERVE = 1 << 30
 
-#: Messages from the child: ("frame", index, slot, has_gray, has_bgr), ("count", frames decoded
-#: so far), ("end", frames), ("error", frames decoded, message).
+#: Messages from the child: ("frame", index, slot, has_gray, colour) where colour is None,
+#: ("bgr24",) or (pixel format, colorspace, range) of shipped planes; ("count", frames decoded so
+#: far), sent every _COUNT_EVERY frames without images; ("end", frames); ("error", frames
+#: decoded, message).
 _COUNT_EVERY = 64
 
 
@@ -197,7 +199,7 @@ def decode_in_process(
     ctx = mp.get_context("fork")
     data_recv, data_send = ctx.Pipe(duplex=False)
     free_recv, free_send = ctx.Pipe(duplex=False)
-    limit = reader.num_frames if limit is None else limit
+    limit = sys.maxsize if limit is None else limit  # a container's frame count may be short
     child = ctx.Process(
         target=_child,
         args=(str(path), needs, max(0, limit), buffer, slots, shape, data_send, free_recv),
