@@ -43,11 +43,13 @@ def test_child_gives_the_readers_images_for_the_frames_asked_and_numbers_all(tmp
     assert seen == list(range(24))
 
 
-def test_limit_stops_early(tmp_path):
-    video = textured_video(tmp_path / "v.mp4")
-    assert [f.index for f in decode_in_process(video, PixelNeeds.none(24), limit=7)] == list(
-        range(7)
-    )
+def test_limit_stops_early_and_an_open_reader_is_reused(tmp_path):
+    reader = VideoReader(textured_video(tmp_path / "v.mp4"))
+    needs = PixelNeeds.none(24)
+    needs.gray[6] = True
+    frames = list(decode_in_process(reader, needs, limit=7))
+    assert [f.index for f in frames] == list(range(7))
+    assert np.array_equal(frames[6].gray, list(reader)[6].gray)
 
 
 def test_kept_images_stay_intact_while_slots_are_reused(tmp_path):

@@ -86,7 +86,7 @@ def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]
 
 
 def _child(
-    path: str,
+    reader: VideoReader,
     needs: PixelNeeds,
     limit: int,
     buffer: mmap.mmap,
@@ -101,7 +101,7 @@ def _child(
     available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
     count = 0
     try:
-        for frame in VideoReader(path, threads=False):
+        for frame in reader.frames(threads=False):
             if count >= limit:
                 break
             i = frame.index
@@ -140,7 +140,8 @@ def _child(
     except VideoError as exc:
         data.send(("error", count, str(exc)))
     except Exception as exc:  # reported to the parent, which raises it as a VideoError
-        data.send(("error", count, f"{path}: decoder process failed: {type(exc).__name__}: {exc}"))
+        message = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
+        data.send(("error", count, message))
     finally:
         data.close()
 
@@ -162,13 +163,13 @@ def _rebuild_bgr(
 
 
 def decode_in_process(
-    path: str | os.PathLike[str],
+    video: str | os.PathLike[str] | VideoReader,
     needs: PixelNeeds,
     *,
     limit: int | None = None,
     slots: int | None = None,
 ) -> Iterator[Frame]:
-    """Decode ``path`` in a child process; yield every frame in order, with the images of
+    """Decode ``video`` in a child process; yield every frame in order, with the images of
     ``needs`` (and no pixels for the others).
 
     The images are views of memory shared with the child, not copies. A slot of that memory
@@ -177,7 +178,8 @@ def decode_in_process(
     every slot is held, further images are copied out instead.
 
     Args:
-        path: the video file.
+        video: the video file, or a reader already opened on it (the forked child uses it as
+            it is: no second probe of the file).
         needs: the frames whose grey and/or BGR images will be read.
         limit: decode at most this many frames.
         slots: shared-memory slots, each one frame's grey and BGR images (address space is
@@ -189,7 +191,8 @@ def decode_in_process(
             failure are yielded first, as with :class:`~flickermine.video.VideoReader`), or the
             child process dies.
     """
-    reader = VideoReader(path)  # opens the file here, so a bad path fails in the caller
+    # Opened here, so a bad path fails in the caller.
+    reader = video if isinstance(video, VideoReader) else VideoReader(video)
     shape = (reader.height, reader.width)
     gray_size = reader.height * reader.width
     if slots is None:
@@ -202,7 +205,7 @@ def decode_in_process(
     limit = sys.maxsize if limit is None else limit  # a container's frame count may be short
     child = ctx.Process(
         target=_child,
-        args=(str(path), needs, max(0, limit), buffer, slots, shape, data_send, free_recv),
+        args=(reader, needs, max(0, limit), buffer, slots, shape, data_send, free_recv),
         name="flickermine-decoder",
         daemon=True,
     )
@@ -237,8 +240,8 @@ def decode_in_process(
             except EOFError:
                 child.join(timeout=5)
                 raise VideoError(
-                    f"{path}: the decoder process ended unexpectedly (exit code {child.exitcode}) "
-                    f"after {next_index} frames"
+                    f"{reader.path}: the decoder process ended unexpectedly "
+                    f"(exit code {child.exitcode}) after {next_index} frames"
                 ) from None
             kind, upto = message[0], message[1]
             while next_index < upto:

@@ -163,6 +163,12 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[Frame]:
         """Decode every frame in order (a fresh pass each time it is called)."""
+        return self.frames()
+
+    def frames(self, *, threads: bool | None = None) -> Iterator[Frame]:
+        """Decode every frame in order; ``threads`` overrides the reader's setting for this
+        pass (no new probe of the file)."""
+        threads = self._threads if threads is None else threads
         try:
             container = av.open(str(self.path))
         except _AV_ERRORS as exc:
@@ -170,7 +176,7 @@ class VideoReader:
         index = 0
         try:
             stream = container.streams.video[0]
-            if self._threads:
+            if threads:
                 stream.thread_type = "AUTO"
             else:
                 stream.codec_context.thread_count = 1

@@ -169,9 +169,9 @@ def mine_video(
 
     def frames(needs: PixelNeeds) -> Iterator[Frame]:
         if in_process:
-            return counter.wrap(decode_in_process(video, needs, limit=dets.num_frames))
-        single = VideoReader(video, threads=False)
-        return counter.wrap(prefetch(itertools.islice(iter(single), dets.num_frames), PREFETCH))
+            return counter.wrap(decode_in_process(reader, needs, limit=dets.num_frames))
+        single = reader.frames(threads=False)  # the judging threads use the other core
+        return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
 
     try:
         # With the decoder on another core, OpenCV's own worker threads only get in its way.
