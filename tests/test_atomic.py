@@ -31,11 +31,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
-def test_threads_writing_at_once_each_land_their_file(tmp_path):
-    def write(i: int) -> None:
-        atomic_write_bytes(tmp_path / "sub" / f"{i}.bin", bytes([i]) * 1000)
+def test_threads_writing_the_same_file_at_once_never_clash(tmp_path):
+    # Each writer needs its own temporary name: a shared one would fail to be created (it is
+    # opened exclusively) or mix two payloads.
+    target = tmp_path / "sub" / "same.bin"
+    payloads = [bytes([i]) * 100_000 for i in range(64)]
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(write, range(64)))
-    files = sorted((tmp_path / "sub").iterdir(), key=lambda p: int(p.stem))
-    assert [p.read_bytes() for p in files] == [bytes([i]) * 1000 for i in range(64)]
+        list(pool.map(lambda data: atomic_write_bytes(target, data), payloads))
+    assert target.read_bytes() in payloads
+    assert [p.name for p in target.parent.iterdir()] == ["same.bin"]
