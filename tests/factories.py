@@ -61,14 +61,22 @@ def render_frames(
     return frames
 
 
-def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 25) -> Path:
-    """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix)."""
+def write_video(
+    path: Path, frames: Sequence[np.ndarray], fps: int = 25, *, bframes: int = 0, keyint: int = 250
+) -> Path:
+    """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix);
+    ``bframes`` B-frames between references (as most real videos have; the first of each
+    pyramid is a reference, the others are not), a keyframe at least every ``keyint`` frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "4", "preset": "ultrafast"}
+        params = f"keyint={keyint}"
+        if bframes:
+            params += f":bframes={bframes}:b-adapt=0:b-pyramid=normal"
+        options = {"crf": "4", "preset": "ultrafast", "x264-params": params}
+        stream.options = options
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 out.mux(packet)

@@ -43,3 +43,116 @@ def test_unreadable_video_names_the_file(tmp_path):
         VideoReader(bad)
     with pytest.raises(VideoError, match="not found"):
         VideoReader(tmp_path / "missing.mp4")
+
+
+def textured(n: int) -> list[np.ndarray]:
+    from factories import texture
+
+    return [texture(t, 48, 64) for t in range(n)]
+
+
+@pytest.mark.parametrize("threads", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_skipping_unwanted_frames_keeps_numbers_and_the_wanted_images(tmp_path, threads, seed):
+    path = write_video(tmp_path / "b.mp4", textured(40), bframes=3)
+    reader = VideoReader(path)
+    full = [(f.index, f.gray.copy(), f.bgr.copy()) for f in reader.frames(threads=threads)]
+    wanted = np.random.default_rng(seed).random(40) < 0.3
+    frames = list(reader.frames(threads=threads, wanted=wanted))
+    assert [f.index for f in frames] == list(range(40))
+    decoded = [f for f in frames if f._av is not None]
+    assert len(decoded) < 40 - 5  # the non-reference B-frames nobody wants were not decoded
+    for f in frames:
+        if wanted[f.index]:
+            assert np.array_equal(f.gray, full[f.index][1])
+            assert np.array_equal(f.bgr, full[f.index][2])
+    for f in decoded:  # references decoded on the way are the right frames too
+        assert np.array_equal(f.gray, full[f.index][1])
+
+
+def test_wanting_every_frame_or_a_short_mask(tmp_path):
+    path = write_video(tmp_path / "b.mp4", textured(20), bframes=2)
+    reader = VideoReader(path)
+    full = [f.gray.copy() for f in reader]
+    every = list(reader.frames(wanted=np.ones(20, np.bool_)))
+    assert [np.array_equal(f.gray, g) for f, g in zip(every, full, strict=True)] == [True] * 20
+    short = list(reader.frames(wanted=np.array([False, True])))  # frames past the end: unwanted
+    assert [f.index for f in short] == list(range(20))
+    assert np.array_equal(short[1].gray, full[1])
+    assert any(f._av is None for f in short[2:])
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_other_containers_and_codecs_number_frames_alike(tmp_path, suffix):
+    path = write_video(tmp_path / f"b{suffix}", numbered_frames(12), bframes=2)
+    wanted = np.zeros(12, np.bool_)
+    wanted[[0, 5, 11]] = True
+    frames = list(VideoReader(path).frames(wanted=wanted))
+    assert [f.index for f in frames] == list(range(12))
+    assert [round(float(frames[t].bgr.mean()) / 10) for t in (0, 5, 11)] == [0, 5, 11]
+
+
+def test_a_stream_starting_mid_group_is_numbered_as_a_full_pass_numbers_it(tmp_path):
+    # Remux a B-frame video without its first packets: the file then starts on a non-key
+    # frame, whose decoding drops frames; the timestamps cannot be trusted for numbering.
+    import av
+
+    source = write_video(tmp_path / "b.mp4", textured(30), bframes=3, keyint=8)
+    cut = tmp_path / "cut.mkv"
+    with av.open(str(source)) as src, av.open(str(cut), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for k, packet in enumerate(src.demux(src.streams.video[0])):
+            if packet.size and k >= 2:
+                packet.stream = stream
+                dst.mux(packet)
+    reader = VideoReader(cut)
+    full = [(f.index, f.gray.copy()) for f in reader]
+    assert 0 < len(full) < 28  # decoding starts at the next keyframe
+    for wanted in (np.ones(len(full) + 5, np.bool_), np.arange(len(full)) >= len(full) - 3):
+        frames = list(reader.frames(wanted=wanted))
+        assert [f.index for f in frames] == [i for i, _ in full]
+        for f, (_, gray) in zip(frames, full, strict=True):
+            if wanted[f.index]:
+                assert np.array_equal(f.gray, gray)
+
+
+def test_numbering_from_timestamps_gives_up_when_packets_or_frames_do_not_fit():
+    from types import SimpleNamespace as Packet
+
+    from flickermine.video import _SkippingPass
+
+    def numbering(pts_in_decoding_order, wanted, lookahead=2):
+        n = _SkippingPass(np.array(wanted))
+        n.LOOKAHEAD = lookahead
+        ready = []
+        for k, pts in enumerate(pts_in_decoding_order):
+            ready += n.read(Packet(pts=pts, is_keyframe=k == 0))
+        return n, ready
+
+    # I P B B in decoding order, displayed I B B P; a packet is released once numbered.
+    n, ready = numbering([0, 30, 10, 20], [False, True, False, False])
+    assert [(p.pts, w) for p, w in ready] == [(0, False)]  # P waits: its number is not known
+    ready = n.finish()  # then released in decoding order
+    assert [(p.pts, w) for p, w in ready] == [(30, False), (10, True), (20, False)]
+    placed = n.place(Packet(pts=10))  # frame 0 skipped: yielded without pixels
+    assert placed is not None and [(f.index, f._av is None) for f in placed] == [
+        (0, True),
+        (1, False),
+    ]
+    assert n.place(Packet(pts=30)) is not None and [f.index for f in n.rest()] == []
+    assert n.consistent
+
+    n, _ = numbering([0, 30, 10, 20], [False, False, True, False])
+    n.finish()
+    assert n.place(Packet(pts=30)) is None and not n.consistent  # wanted frame 2 never came
+    for pts, other in [(None, 10), (15, 10), (10, 10)]:  # unknown or passed timestamps
+        n, _ = numbering([0, 10, 20], [False] * 3)
+        n.finish()
+        n.place(Packet(pts=other))
+        assert n.place(Packet(pts=pts)) is None
+    n, _ = numbering([0, 20, 30, 10], [False] * 4, lookahead=1)  # 10 comes after 20 numbered
+    assert not n.consistent
+    n, _ = numbering([0, 10, 10], [False] * 3)  # a repeated timestamp
+    assert not n.consistent
+    n = _SkippingPass(np.zeros(3, np.bool_))
+    assert n.read(Packet(pts=5, is_keyframe=False)) == [] and not n.consistent

@@ -58,6 +58,14 @@ class PixelNeeds:
         """Both images of every frame."""
         return cls(np.ones(num_frames, np.bool_), np.ones(num_frames, np.bool_))
 
+    def any(self) -> npt.NDArray[np.bool_]:
+        """Frames with either image needed (the others need not even be decoded)."""
+        n = max(len(self.gray), len(self.bgr))
+        wanted = np.zeros(n, np.bool_)
+        wanted[: len(self.gray)] |= self.gray
+        wanted[: len(self.bgr)] |= self.bgr
+        return wanted
+
 
 def process_decoding_available() -> bool:
     """Whether :func:`decode_in_process` can run here: it forks, which is safe on Linux (macOS
@@ -101,7 +109,7 @@ def _child(
     available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
     count = 0
     try:
-        for frame in reader.frames(threads=False):
+        for frame in reader.frames(threads=False, wanted=needs.any()):
             if count >= limit:
                 break
             i = frame.index

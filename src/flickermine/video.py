@@ -14,9 +14,11 @@ conversions.
 
 from __future__ import annotations
 
+import bisect
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -110,6 +112,102 @@ class Frame:
         return self._gray
 
 
+_SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+
+
+class _SkippingPass:
+    """Numbering for a pass that skips unwanted non-reference frames, from the packets'
+    timestamps: frame ``i`` is the packet with the ``i``-th smallest one.
+
+    Packets arrive in decoding order, which differs from display order by at most the
+    decoder's reordering depth (16 frames in H.264 and HEVC). A packet is numbered once
+    :data:`LOOKAHEAD` packets with larger timestamps have been read, so it is held back until
+    then, and only then handed to the decoder, with the decision to skip it or not. A later
+    packet with a smaller timestamp than one already numbered, a repeated or missing
+    timestamp, a first packet that is not a keyframe, or a decoded frame that is not the next
+    one expected (a wanted frame missing) makes the numbering untrustworthy: ``consistent``
+    turns False and the caller goes on with a full pass.
+    """
+
+    LOOKAHEAD = 32
+
+    def __init__(self, wanted: npt.NDArray[np.bool_]) -> None:
+        self.wanted = np.asarray(wanted, np.bool_)
+        self.pending: list[int] = []  # timestamps read but not numbered yet, sorted
+        self.held: deque[Any] = deque()  # packets not handed to the decoder yet
+        self.numbered: dict[int, int] = {}  # timestamp -> frame number, until it is placed
+        self.order: deque[tuple[int, int]] = deque()  # (number, timestamp) of those entries
+        self.count = 0  # frames numbered
+        self.last: int | None = None  # the timestamp numbered last (the largest)
+        self.next = 0  # next frame to yield
+        self.consistent = True
+
+    def is_wanted(self, k: int) -> bool:
+        return k < len(self.wanted) and bool(self.wanted[k])
+
+    def read(self, packet: Any) -> list[tuple[Any, bool]]:
+        """Take the next packet (decoding order); return the packets now ready for the
+        decoder, each with whether its frame is wanted."""
+        pts = packet.pts
+        if (
+            pts is None
+            or (self.count == 0 and not self.pending and not packet.is_keyframe)
+            or (self.last is not None and pts <= self.last)
+            or pts in self.numbered
+            or pts in self.pending
+        ):
+            self.consistent = False
+            return []
+        bisect.insort(self.pending, pts)
+        self.held.append(packet)
+        while len(self.pending) > self.LOOKAHEAD:
+            self._number(self.pending.pop(0))
+        return self._ready()
+
+    def finish(self) -> list[tuple[Any, bool]]:
+        """At the end of the stream: number and release every packet held."""
+        for pts in self.pending:
+            self._number(pts)
+        self.pending.clear()
+        return self._ready()
+
+    def _number(self, pts: int) -> None:
+        self.numbered[pts] = self.count
+        self.order.append((self.count, pts))
+        self.count += 1
+        self.last = pts
+
+    def _ready(self) -> list[tuple[Any, bool]]:
+        ready = []
+        while self.held and self.held[0].pts in self.numbered:
+            packet = self.held.popleft()
+            ready.append((packet, self.is_wanted(self.numbered[packet.pts])))
+        return ready
+
+    def place(self, av_frame: Any) -> list[Frame] | None:
+        """The frames up to this decoded one (skipped ones without pixels), or None if it
+        does not fit the numbering."""
+        k = self.numbered.get(av_frame.pts, -1) if av_frame.pts is not None else -1
+        if k < self.next or bool(self.wanted[self.next : k].any()):
+            self.consistent = False
+            return None
+        while self.order and self.order[0][0] <= k:
+            del self.numbered[self.order.popleft()[1]]
+        frames = [Frame(i) for i in range(self.next, k)]
+        frames.append(Frame(k, av_frame))
+        self.next = k + 1
+        return frames
+
+    def rest(self) -> Iterator[Frame]:
+        """The frames after the last decoded one (all skipped), once the stream is done."""
+        if self.consistent and not self.wanted[self.next : self.count].any():
+            for k in range(self.next, self.count):
+                yield Frame(k)
+            self.next = self.count
+        else:
+            self.consistent = False
+
+
 class VideoReader:
     """Sequential reader of one video file.
 
@@ -165,30 +263,86 @@ class VideoReader:
         """Decode every frame in order (a fresh pass each time it is called)."""
         return self.frames()
 
-    def frames(self, *, threads: bool | None = None) -> Iterator[Frame]:
+    def frames(
+        self, *, threads: bool | None = None, wanted: npt.NDArray[np.bool_] | None = None
+    ) -> Iterator[Frame]:
         """Decode every frame in order; ``threads`` overrides the reader's setting for this
-        pass (no new probe of the file)."""
+        pass (no new probe of the file).
+
+        ``wanted`` (``(n,)`` bool; frames past its end count as unwanted) lets the decoder skip
+        the frames nobody asked for that no other frame is predicted from (the non-reference
+        frames of H.264 / HEVC, typically most B-frames): they are still yielded, in order and
+        with their numbers, but without pixels. Wanted frames are decoded exactly as in a full
+        pass. The numbering then comes from the packets' timestamps, so skipping is used only
+        for streams whose every packet has its own timestamp and whose first packet is a
+        keyframe; if a decoded frame ever disagrees with that numbering, the pass goes on
+        without skipping.
+        """
         threads = self._threads if threads is None else threads
+        index = 0  # the next frame to yield
         try:
-            container = av.open(str(self.path))
+            if wanted is not None:
+                skipping = _SkippingPass(wanted)
+                for frame in self._decode(threads, skipping):
+                    yield frame
+                    index = frame.index + 1
+                if skipping.consistent:
+                    return
+            # A full pass, or the rest of a skipping one whose numbering failed.
+            for frame in self._decode(threads, None):
+                if frame.index >= index:
+                    yield frame
+                    index = frame.index + 1
+        except _AV_ERRORS as exc:
+            raise VideoError(
+                f"{self.path}: decoding failed at frame {index + 1} (1-based) after "
+                f"{index} good frames: {exc}"
+            ) from None
+
+    def _open(self) -> Any:
+        try:
+            return av.open(str(self.path))
         except _AV_ERRORS as exc:
             raise VideoError(f"{self.path}: cannot open video: {exc}") from None
-        index = 0
+
+    def _decode(self, threads: bool, skipping: _SkippingPass | None) -> Iterator[Frame]:
+        container = self._open()
         try:
             stream = container.streams.video[0]
             if threads:
                 stream.thread_type = "AUTO"
             else:
                 stream.codec_context.thread_count = 1
-            try:
-                for av_frame in container.decode(stream):
+            if skipping is None:
+                for index, av_frame in enumerate(container.decode(stream)):
                     yield Frame(index, av_frame)
-                    index += 1
-            except _AV_ERRORS as exc:
-                raise VideoError(
-                    f"{self.path}: decoding failed at frame {index + 1} (1-based) after "
-                    f"{index} good frames: {exc}"
-                ) from None
+                return
+            codec = stream.codec_context
+            if codec.name not in _SKIPPABLE_CODECS:
+                skipping.consistent = False
+                return
+            mode = codec.skip_frame
+            flushed = False
+            for packet in container.demux(stream):
+                if packet.size:
+                    ready = skipping.read(packet)
+                else:  # the end of the stream: release every packet held, then flush
+                    ready = [*skipping.finish(), (packet, True)]
+                    flushed = True
+                if not skipping.consistent:
+                    return
+                for held, wanted in ready:
+                    if mode != ("DEFAULT" if wanted else "NONREF"):
+                        mode = codec.skip_frame = "DEFAULT" if wanted else "NONREF"
+                    for av_frame in held.decode():
+                        frames = skipping.place(av_frame)
+                        if frames is None:
+                            return
+                        yield from frames
+            if not flushed:  # no end-of-stream packet came: the full pass takes over
+                skipping.consistent = False
+                return
+            yield from skipping.rest()
         finally:
             container.close()
 

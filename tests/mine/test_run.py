@@ -9,10 +9,19 @@ import cv2
 import pyarrow.parquet as pq
 import pytest
 
+from flickermine.decoding import decode_in_process, process_decoding_available
 from flickermine.errors import ConfigError, InvalidDetectionsError, OutputExistsError
 from flickermine.io import save_detections, write_legacy
-from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many, mine_video
+from flickermine.mine import (
+    HardPositiveParams,
+    MinerParams,
+    find_jobs,
+    iter_flickers,
+    mine_many,
+    mine_video,
+)
 from flickermine.structures import VideoDetections
+from flickermine.video import VideoReader
 
 from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 
@@ -160,12 +169,46 @@ def test_a_failing_video_does_not_stop_the_others(scene, tmp_path):
     assert "bad.mp4" in (outcomes["bad"].error or "")
 
 
-def test_both_decoders_write_identical_outputs(tmp_path):
-    # A walking object missed in frames 12-13 (a hard positive) and a flicker in frame 9.
+def missed_and_flicker(tmp_path):
+    """A walking object missed in frames 12-13 (a hard positive) and a flicker in frame 9, in
+    a video with B-frames (which the decoder skips when nobody reads them)."""
     a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
-    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]))
+    video = write_video(tmp_path / "walk.mp4", render_frames(N, sprites=[a]), bframes=3)
     kept = [t for t in range(N) if t not in (12, 13)]
-    dets = detections([*sprite_rows(a, kept), (9, *FALSE_BOX, 0.9)], N)
+    return video, detections([*sprite_rows(a, kept), (9, *FALSE_BOX, 0.9)], N)
+
+
+@pytest.mark.skipif(not process_decoding_available(), reason="needs fork")
+def test_skipping_the_frames_nobody_reads_changes_no_verdict(tmp_path):
+    video, dets = missed_and_flicker(tmp_path)
+    skipped = []
+
+    def verdicts(frames):
+        out = []
+        for fv in iter_flickers(frames, dets, MinerParams(), 320, 240, hard_positives=HPP):
+            fields = (fv.hard_negative, fv.before, fv.after, fv.before_offset, fv.after_offset)
+            hps = [(h.t, h.box.tolist(), h.similarity, h.a, h.b) for h in fv.hard_positives]
+            out.append((fv.frame.index, [f.tolist() for f in fields], hps))
+        return out
+
+    def in_thread(needs):
+        for frame in VideoReader(video).frames(wanted=needs.any()):
+            skipped.append(frame._av is None)  # not even decoded
+            yield frame
+
+    full = verdicts(list(VideoReader(video)))  # every frame decoded, nothing skipped
+    assert {t for t, (hn, *_), _ in full if any(hn)} == {9}
+    assert {t for t, _, hps in full if hps} == {12, 13}
+    assert verdicts(lambda needs: decode_in_process(video, needs)) == full
+    assert verdicts(in_thread) == full
+    assert sum(skipped) >= 3
+
+
+HPP = HardPositiveParams()
+
+
+def test_both_decoders_write_identical_outputs(tmp_path):
+    video, dets = missed_and_flicker(tmp_path)
     outs = {}
     for decoder in ("thread", "process"):
         out = tmp_path / decoder

@@ -170,7 +170,8 @@ def mine_video(
     def frames(needs: PixelNeeds) -> Iterator[Frame]:
         if in_process:
             return counter.wrap(decode_in_process(reader, needs, limit=dets.num_frames))
-        single = reader.frames(threads=False)  # the judging threads use the other core
+        # One decoding thread (the judging uses the other core), skipping unneeded frames.
+        single = reader.frames(threads=False, wanted=needs.any())
         return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
 
     try:
