@@ -81,6 +81,9 @@ _RESERVE = 1 << 30
 #: far), sent every _COUNT_EVERY frames without images; ("end", frames); ("error", frames
 #: decoded, message).
 _COUNT_EVERY = 64
+#: Freed slots are handed back to the child in batches of this many (or whenever the consumer
+#: is about to wait for a frame).
+_FREE_BATCH = 8
 
 
 #: Pixel formats whose colour image is rebuilt in the consumer from the shipped planes (a third
@@ -228,21 +231,27 @@ def decode_in_process(
         with contextlib.suppress(OSError):
             free_send.send(numbers)
 
-    def release_unused() -> None:
-        unused = [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]
-        if unused:
-            for slot in unused:
-                del held[slot]
-            give_back(unused)
+    freed: list[int] = []  # slots no longer used, not yet handed back
+
+    def release_unused(now: bool) -> None:
+        for slot in [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]:
+            del held[slot]
+            freed.append(slot)
+        # Handed back in batches (each message may wake the child), and before every wait.
+        if freed and (now or len(freed) >= _FREE_BATCH):
+            give_back(freed.copy())
+            freed.clear()
 
     next_index = 0
     try:
         while True:
-            release_unused()
-            while not data_recv.poll(0.01):  # a frame may be dropped by another thread
-                if not child.is_alive() and not data_recv.poll():
-                    break
-                release_unused()
+            release_unused(now=False)
+            if not data_recv.poll():  # nothing waiting: hand the freed slots back, then wait
+                release_unused(now=True)
+                while not data_recv.poll(0.01):  # a frame may be dropped by another thread
+                    if not child.is_alive() and not data_recv.poll():
+                        break
+                    release_unused(now=True)
             try:
                 message: tuple[Any, ...] = data_recv.recv()
             except EOFError:

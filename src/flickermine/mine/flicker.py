@@ -516,6 +516,7 @@ def iter_flickers(
     alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
 
     pixel_free = support_without_pixels(valid, codes, params)
+    pixel_free_hn = (pixel_free.before == Support.NONE) & (pixel_free.after == Support.NONE)
     offsets = valid.frame_offsets
     if callable(frames):
         frames = frames(pixel_needs(valid, pixel_free, plan))
@@ -530,7 +531,7 @@ def iter_flickers(
             return None
         if judge_hn and not gaps and not pixel_free.needs_pixels[t]:
             return _pixel_free_verdicts(buffer[t - buffer[0].index], valid, det_index, codes, sl,
-                                        pixel_free)  # fmt: skip
+                                        pixel_free, pixel_free_hn)  # fmt: skip
         if not judge_hn:
             sl = slice(sl.start, sl.start)
         window = tuple(buffer)
@@ -577,20 +578,21 @@ def _pixel_free_verdicts(
     codes: npt.NDArray[np.int8],
     sl: slice,
     support: PixelFreeSupport,
+    hard_negative: npt.NDArray[np.bool_],
 ) -> FrameVerdicts:
-    """Verdicts of a frame whose candidates were all decided without pixels."""
-    before, after = support.before[sl], support.after[sl]
+    """Verdicts of a frame whose candidates were all decided without pixels
+    (``hard_negative``: the whole video's, from ``support``)."""
     return FrameVerdicts(
         frame=frame,
         det_index=det_index[sl],
         xyxy=valid.xyxy[sl],
         score=valid.score[sl],
         exclusion=codes[sl],
-        before=before,
-        after=after,
+        before=support.before[sl],
+        after=support.after[sl],
         before_offset=support.before_offset[sl],
         after_offset=support.after_offset[sl],
-        hard_negative=(before == Support.NONE) & (after == Support.NONE),
+        hard_negative=hard_negative[sl],
     )
 
 

@@ -18,7 +18,6 @@ Every file appears atomically (temporary name, then rename).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -26,7 +25,7 @@ import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -38,13 +37,33 @@ from flickermine.errors import OutputExistsError
 from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
 from flickermine.mine.hardpos import HardPositive
 from flickermine.report.draw import draw_verdicts
-from flickermine.video import Frame
 
 _EXCLUSION_TEXT = {
     Exclusion.CONFIDENT: "not a candidate: confident score",
     Exclusion.SMALL: "not a candidate: smaller than min_area",
     Exclusion.BORDER: "not a candidate: near border",
 }
+_CANDIDATE = int(Exclusion.CANDIDATE)  # a plain int: comparing arrays with an enum is slow
+_DIRECTION_FIELDS = ("before", "before_offset", "after", "after_offset")
+
+
+class _Rows(NamedTuple):
+    """A frame's verdicts as kept for the verdict table (:class:`FrameVerdicts` without the
+    frame, whose images must not be kept alive)."""
+
+    frame_index: int
+    det_index: np.ndarray
+    xyxy: np.ndarray
+    score: np.ndarray
+    exclusion: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    before_offset: np.ndarray
+    after_offset: np.ndarray
+    hard_negative: np.ndarray
+    hard_positives: tuple[HardPositive, ...]
+
+
 _BATCH_ROWS = 4096  # rows per verdict-table write: memory stays bounded, work spread out
 _PICTURES_AHEAD = 4
 JPEG_QUALITY = 95
@@ -147,7 +166,7 @@ class VideoResultWriter:
             metadata={b"flickermine": json.dumps({"params": params}).encode()},
         )
         self._parquet = pq.ParquetWriter(self._tmp_verdicts, self._schema, compression="zstd")
-        self._rows: list[FrameVerdicts] = []
+        self._rows: list[_Rows] = []
         # Pictures are encoded and written in a background thread (JPEG encoding and file
         # writes release the GIL), in order, a few frames behind the miner.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="flickermine-writer")
@@ -167,12 +186,15 @@ class VideoResultWriter:
         c = self.counts
         c["frames_examined_with_detections"] += 1
         c["valid_detections_examined"] += len(fv.score)
-        c["candidates"] += int(np.count_nonzero(fv.exclusion == Exclusion.CANDIDATE))
+        c["candidates"] += int(np.count_nonzero(fv.exclusion == _CANDIDATE))
         n_hn = int(np.count_nonzero(fv.hard_negative))
         c["hard_negatives"] += n_hn
         c["hard_positives"] += len(fv.hard_positives)
         # Keep the arrays only: holding the frame itself would keep decoded images alive.
-        self._rows.append(dataclasses.replace(fv, frame=Frame(fv.index)))
+        self._rows.append(
+            _Rows(fv.index, fv.det_index, fv.xyxy, fv.score, fv.exclusion, fv.before, fv.after,
+                  fv.before_offset, fv.after_offset, fv.hard_negative, fv.hard_positives)
+        )  # fmt: skip
         self._pending_rows += len(fv.score)
         if self._pending_rows >= _BATCH_ROWS:
             self._flush()
@@ -203,18 +225,22 @@ class VideoResultWriter:
         if not self._rows:
             return
         rows = self._rows
-        frame = np.concatenate([np.full(len(r.score), r.index, np.int32) for r in rows])
+        frame = np.concatenate([np.full(len(r.score), r.frame_index, np.int32) for r in rows])
         xyxy = np.concatenate([r.xyxy for r in rows])
         exclusion = np.concatenate([r.exclusion for r in rows])
         hn = np.concatenate([r.hard_negative for r in rows])
-        reasons, befores, afters = [], [], []
-        for r in rows:
-            for i in range(len(r.score)):
-                b, bo = int(r.before[i]), int(r.before_offset[i])
-                a, ao = int(r.after[i]), int(r.after_offset[i])
-                reasons.append(reason(int(r.exclusion[i]), b, bo, a, ao))
-                befores.append(_direction_text(b, bo))
-                afters.append(_direction_text(a, ao))
+        # Texts for the few distinct combinations of codes, then spread to the rows.
+        codes = np.stack(
+            [exclusion]
+            + [np.concatenate([getattr(r, k) for r in rows]) for k in _DIRECTION_FIELDS],
+            axis=1,
+        ).astype(np.int64)
+        unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        combos = unique.tolist()
+        reasons = np.array([reason(*c) for c in combos], object)[inverse]
+        befores = np.array([_direction_text(c[1], c[2]) for c in combos], object)[inverse]
+        afters = np.array([_direction_text(c[3], c[4]) for c in combos], object)[inverse]
         hps = [hp for r in rows for hp in r.hard_positives]
         n_det = len(frame)
         table = pa.table(
