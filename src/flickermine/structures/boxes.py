@@ -46,7 +46,31 @@ def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
     """
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    if len(a) * len(b) <= _SCALAR_PAIRS and np.isfinite(a).all() and np.isfinite(b).all():
+        return np.array(_iou_lists(a.tolist(), b.tolist()), np.float64).reshape(len(a), len(b))
     return _iou(a[:, None, :], b[None, :, :])
+
+
+#: Up to this many pairs, plain Python floats beat numpy's per-call overhead (the miner asks
+#: for a handful of pairs thousands of times).
+_SCALAR_PAIRS = 32
+
+
+def _iou_lists(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+    """:func:`_iou` on Python floats: the same IEEE operations in the same order, so the same
+    results to the last bit (for finite coordinates)."""
+    areas_b = [max(x2 - x1, 0.0) * max(y2 - y1, 0.0) for x1, y1, x2, y2 in b]
+    out = []
+    for ax1, ay1, ax2, ay2 in a:
+        area_a = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0)
+        row = []
+        for (bx1, by1, bx2, by2), area_b in zip(b, areas_b, strict=True):
+            iw = max(min(ax2, bx2) - max(ax1, bx1), 0.0)
+            inter = iw * max(min(ay2, by2) - max(ay1, by1), 0.0)
+            union = area_a + area_b - inter
+            row.append(inter / union if union > 0 else 0.0)
+        out.append(row)
+    return out
 
 
 def iou_pairs(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
