@@ -62,11 +62,18 @@ def render_frames(
 
 
 def write_video(
-    path: Path, frames: Sequence[np.ndarray], fps: int = 25, *, bframes: int = 0, keyint: int = 250
+    path: Path,
+    frames: Sequence[np.ndarray],
+    fps: int = 25,
+    *,
+    bframes: int = 0,
+    keyint: int = 250,
+    open_gop: bool = False,
 ) -> Path:
     """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix);
     ``bframes`` B-frames between references (as most real videos have; the first of each
-    pyramid is a reference, the others are not), a keyframe at least every ``keyint`` frames."""
+    pyramid is a reference, the others are not), a keyframe at least every ``keyint`` frames
+    (exactly, with ``open_gop``: B-frames may then refer across keyframes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
@@ -75,6 +82,8 @@ def write_video(
         params = f"keyint={keyint}"
         if bframes:
             params += f":bframes={bframes}:b-adapt=0:b-pyramid=normal"
+        if open_gop:
+            params += f":open-gop=1:min-keyint={keyint}:scenecut=0"
         options = {"crf": "4", "preset": "ultrafast", "x264-params": params}
         stream.options = options
         for img in frames:

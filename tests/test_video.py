@@ -126,7 +126,7 @@ def test_numbering_from_timestamps_gives_up_when_packets_or_frames_do_not_fit():
         n.LOOKAHEAD = lookahead
         ready = []
         for k, pts in enumerate(pts_in_decoding_order):
-            ready += n.read(Packet(pts=pts, is_keyframe=k == 0))
+            ready += n.read(Packet(pts=pts, is_keyframe=k == 0, is_discard=False))
         return n, ready
 
     # I P B B in decoding order, displayed I B B P; a packet is released once numbered.
@@ -155,4 +155,36 @@ def test_numbering_from_timestamps_gives_up_when_packets_or_frames_do_not_fit():
     n, _ = numbering([0, 10, 10], [False] * 3)  # a repeated timestamp
     assert not n.consistent
     n = _SkippingPass(np.zeros(3, np.bool_))
-    assert n.read(Packet(pts=5, is_keyframe=False)) == [] and not n.consistent
+    assert n.read(Packet(pts=5, is_keyframe=False, is_discard=False)) == [] and not n.consistent
+    n = _SkippingPass(np.zeros(3, np.bool_))
+    assert n.read(Packet(pts=5, is_keyframe=True, is_discard=True)) == [] and not n.consistent
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_file_cut_at_an_open_gop_keyframe_is_numbered_as_a_full_pass_numbers_it(tmp_path, suffix):
+    # Cut at the second keyframe of an open-GOP stream: the B-frames displayed before it refer
+    # to the frames cut away, and the decoder drops them (Matroska), or the demuxer marks them
+    # to be discarded (MP4 edit list). Counting their packets would shift every number.
+    import av
+
+    source = write_video(tmp_path / "o.mp4", textured(40), bframes=3, keyint=8, open_gop=True)
+    cut = tmp_path / f"cut{suffix}"
+    with av.open(str(source)) as src, av.open(str(cut), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        keyframes = kept = 0
+        for packet in src.demux(src.streams.video[0]):
+            keyframes += bool(packet.size and packet.is_keyframe)
+            if packet.size and keyframes >= 2:
+                packet.stream = stream
+                dst.mux(packet)
+                kept += 1
+    reader = VideoReader(cut)
+    full = [f.gray.copy() for f in reader]
+    assert 0 < len(full) < kept  # the leading frames are gone
+    rng = np.random.default_rng(0)
+    for wanted in (np.arange(len(full)) >= 10, rng.random(len(full)) < 0.3):
+        frames = list(reader.frames(wanted=wanted))
+        assert [f.index for f in frames] == list(range(len(full)))
+        for f in frames:
+            if wanted[f.index]:
+                assert np.array_equal(f.gray, full[f.index])

@@ -124,15 +124,19 @@ class _SkippingPass:
     :data:`LOOKAHEAD` packets with larger timestamps have been read, so it is held back until
     then, and only then handed to the decoder, with the decision to skip it or not. A later
     packet with a smaller timestamp than one already numbered, a repeated or missing
-    timestamp, a first packet that is not a keyframe, or a decoded frame that is not the next
-    one expected (a wanted frame missing) makes the numbering untrustworthy: ``consistent``
-    turns False and the caller goes on with a full pass.
+    timestamp, a packet marked to be discarded (edit lists), a first packet that is not a
+    keyframe, or a decoded frame that is not the next one expected (a wanted frame missing)
+    makes the numbering untrustworthy: ``consistent`` turns False and the caller goes on with
+    a full pass. Frames displayed before the first keyframe (open GOPs: the decoder drops them
+    when they refer to frames before the file's start) are always decoded and must come out.
     """
 
     LOOKAHEAD = 32
 
     def __init__(self, wanted: npt.NDArray[np.bool_]) -> None:
-        self.wanted = np.asarray(wanted, np.bool_)
+        self.wanted = np.array(wanted, np.bool_)  # a copy: required frames are added to it
+        self.first: int | None = None  # the first packet's timestamp (a keyframe's)
+        self.leading: set[int] = set()  # timestamps displayed before the first keyframe
         self.pending: list[int] = []  # timestamps read but not numbered yet, sorted
         self.held: deque[Any] = deque()  # packets not handed to the decoder yet
         self.numbered: dict[int, int] = {}  # timestamp -> frame number, until it is placed
@@ -151,13 +155,20 @@ class _SkippingPass:
         pts = packet.pts
         if (
             pts is None
-            or (self.count == 0 and not self.pending and not packet.is_keyframe)
+            or packet.is_discard  # decoded but dropped (an edit list): the full pass numbers it
+            or (self.first is None and not packet.is_keyframe)
             or (self.last is not None and pts <= self.last)
             or pts in self.numbered
             or pts in self.pending
         ):
             self.consistent = False
             return []
+        if self.first is None:
+            self.first = pts
+        elif pts < self.first:
+            # A leading frame of the first keyframe (open GOP): it may refer to frames before
+            # the file's start and be dropped by the decoder, so it must be decoded, and seen.
+            self.leading.add(pts)
         bisect.insort(self.pending, pts)
         self.held.append(packet)
         while len(self.pending) > self.LOOKAHEAD:
@@ -174,6 +185,10 @@ class _SkippingPass:
     def _number(self, pts: int) -> None:
         self.numbered[pts] = self.count
         self.order.append((self.count, pts))
+        if pts in self.leading:
+            if self.count >= len(self.wanted):
+                self.wanted = np.concatenate([self.wanted, np.zeros(self.count + 1, np.bool_)])
+            self.wanted[self.count] = True
         self.count += 1
         self.last = pts
 
