@@ -112,7 +112,9 @@ class Frame:
         return self._gray
 
 
-_SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+#: Codecs whose non-reference frames are never referred to. (Not HEVC: there a sub-layer
+#: non-reference picture may still be a reference for pictures of a higher temporal layer.)
+_SKIPPABLE_CODECS = frozenset({"h264"})
 
 
 class _SkippingPass:
@@ -120,7 +122,7 @@ class _SkippingPass:
     timestamps: frame ``i`` is the packet with the ``i``-th smallest one.
 
     Packets arrive in decoding order, which differs from display order by at most the
-    decoder's reordering depth (16 frames in H.264 and HEVC). A packet is numbered once
+    decoder's reordering depth (at most 16 frames in H.264). A packet is numbered once
     :data:`LOOKAHEAD` packets with larger timestamps have been read, so it is held back until
     then, and only then handed to the decoder, with the decision to skip it or not. A later
     packet with a smaller timestamp than one already numbered, a repeated or missing
@@ -286,12 +288,13 @@ class VideoReader:
 
         ``wanted`` (``(n,)`` bool; frames past its end count as unwanted) lets the decoder skip
         the frames nobody asked for that no other frame is predicted from (the non-reference
-        frames of H.264 / HEVC, typically most B-frames): they are still yielded, in order and
+        frames of H.264, typically most B-frames): they are still yielded, in order and
         with their numbers, but without pixels. Wanted frames are decoded exactly as in a full
         pass. The numbering then comes from the packets' timestamps, so skipping is used only
-        for streams whose every packet has its own timestamp and whose first packet is a
-        keyframe; if a decoded frame ever disagrees with that numbering, the pass goes on
-        without skipping.
+        for streams whose every packet has its own timestamp, none marked to be discarded, and
+        whose first packet is a keyframe; frames displayed before that keyframe are always
+        decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
+        without skipping (see ``_SkippingPass``).
         """
         threads = self._threads if threads is None else threads
         index = 0  # the next frame to yield
