@@ -243,9 +243,12 @@ def decode_in_process(
             freed.clear()
 
     next_index = 0
+    messages = 0
     try:
         while True:
-            release_unused(now=False)
+            messages += 1
+            if messages % _FREE_BATCH == 0:  # looking costs a reference count per held slot
+                release_unused(now=False)
             if not data_recv.poll():  # nothing waiting: hand the freed slots back, then wait
                 release_unused(now=True)
                 while not data_recv.poll(0.01):  # a frame may be dropped by another thread
@@ -273,6 +276,8 @@ def decode_in_process(
                 if colour is not None:
                     size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
                     roots.append(np.frombuffer(buffer, np.uint8, size, base + gray_size))
+                if len(held) >= slots - 1:
+                    release_unused(now=True)
                 if len(held) >= slots - 1:  # keep a slot free for the child: copy instead
                     roots = [root.copy() for root in roots]
                     give_back([slot])
