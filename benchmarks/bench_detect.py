@@ -11,7 +11,7 @@ Prints frames/s of both and their ratio (target >= 1.5 on the CPU). ``--device c
 same comparison on a GPU.
 
 Usage: ``python benchmarks/bench_detect.py [--frames 60] [--batch-size 1] [--rounds 3]
-[--device cpu]``
+[--device cpu] [--half] [--model NAME]`` (``benchmarks/gpu_check.sh`` runs the GPU figures)
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_320_fpn")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
+    ap.add_argument("--half", action="store_true", help="float16 (CUDA only), for both runs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_detect_"))
     # A clip of exactly --frames frames, so both runs see the same frames.
@@ -51,7 +52,9 @@ def main() -> None:
     torch.manual_seed(0)
     ckpt = tmp / "model.pt"
     save_checkpoint(ckpt, build_model(args.model, 2), args.model, [{"id": 1, "name": "thing"}])
-    det = TorchvisionDetector(weights=str(ckpt), score_threshold=0.5, device=args.device)
+    det = TorchvisionDetector(
+        weights=str(ckpt), score_threshold=0.5, device=args.device, half=args.half
+    )
     det([next(iter(VideoReader(clip))).bgr])  # warm-up
 
     default_threads = torch.get_num_threads()
@@ -78,8 +81,9 @@ def main() -> None:
         rates["naive"].append(naive())
         rates["ours"].append(ours())
     slow, fast = statistics.median(rates["naive"]), statistics.median(rates["ours"])
-    print(f"{args.model} on {args.device}, {args.frames} frames 768x576, {os.cpu_count()} cores, "
-          f"medians of {args.rounds} alternating rounds")  # fmt: skip
+    precision = "float16" if args.half else "float32"
+    print(f"{args.model} on {args.device} ({precision}), {args.frames} frames 768x576, "
+          f"{os.cpu_count()} cores, medians of {args.rounds} alternating rounds")  # fmt: skip
     print(f"naive loop (batch 1, {default_threads} torch threads) {slow:7.2f} frames/s")
     print(f"flickermine detect (batch {args.batch_size}, {workers} workers)   {fast:7.2f} frames/s")
     print(f"ratio                                      {fast / slow:7.2f}x  (target >= 1.5)")
