@@ -157,7 +157,9 @@ class _SkippingPass:
         pts = packet.pts
         if (
             pts is None
-            or packet.is_discard  # decoded but dropped (an edit list): the full pass numbers it
+            # Decoded but dropped (an edit list): the full pass numbers it. (PyAV releases
+            # without the flag cannot tell, so they never skip.)
+            or getattr(packet, "is_discard", True)
             or (self.first is None and not packet.is_keyframe)
             or (self.last is not None and pts <= self.last)
             or pts in self.numbered
