@@ -169,6 +169,9 @@ def test_a_failing_video_does_not_stop_the_others(scene, tmp_path):
     assert "bad.mp4" in (outcomes["bad"].error or "")
 
 
+HPP = HardPositiveParams()
+
+
 def missed_and_flicker(tmp_path):
     """A walking object missed in frames 12-13 (a hard positive) and a flicker in frame 9, in
     a video with B-frames (which the decoder skips when nobody reads them)."""
@@ -202,9 +205,6 @@ def test_skipping_the_frames_nobody_reads_changes_no_verdict(tmp_path):
     assert verdicts(lambda needs: decode_in_process(video, needs)) == full
     assert verdicts(in_thread) == full
     assert sum(skipped) >= 3
-
-
-HPP = HardPositiveParams()
 
 
 def test_both_decoders_write_identical_outputs(tmp_path):
