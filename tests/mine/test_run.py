@@ -6,6 +6,7 @@ import json
 import shutil
 
 import cv2
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -234,3 +235,55 @@ def test_unknown_decoder_is_refused(scene, tmp_path):
     video, det_path, _ = scene
     with pytest.raises(ConfigError, match="decoder: expected one of auto, process, thread"):
         mine_video(video, det_path, tmp_path / "out", decoder="gpu")
+
+
+@pytest.mark.skipif(not process_decoding_available(), reason="needs fork")
+def test_on_the_bundled_real_clip_skipping_changes_no_verdict():
+    # Real H.264 with B-frames (the demo's clip), boxes moving at several speeds (the fast ones
+    # need template searches), dropped detections and isolated false boxes.
+    from flickermine.demo import sample_video
+
+    clip = sample_video()
+    reader = VideoReader(clip)
+    n, w, h = reader.num_frames, reader.width, reader.height
+    rng = np.random.default_rng(3)
+    rows = []
+    for k, (speed, first, last) in enumerate([(1, 0, n), (2, 0, n), (1.5, 0, n), (14, 60, 100)]):
+        x, y = rng.uniform(50, w - 150), rng.uniform(50, h - 200)
+        angle = rng.uniform(0, 2 * np.pi)
+        for t in range(first, last):
+            bx = (x + speed * np.cos(angle) * t) % (w - 120)
+            by = (y + speed * np.sin(angle) * t) % (h - 160)
+            if rng.random() > 0.1:
+                rows.append((t, bx, by, bx + 60 + 4 * k, by + 120, 0.9))
+    for t in rng.choice(n, 3, replace=False):
+        bx, by = rng.uniform(20, w - 100), rng.uniform(20, h - 100)
+        rows.append((int(t), bx, by, bx + 50, by + 70, 0.8))
+    rows.sort(key=lambda r: r[0])
+    dets = detections(rows, n)
+    needs_seen = []
+    decoded = []
+
+    def verdicts(frames):
+        out = []
+        for fv in iter_flickers(frames, dets, MinerParams(), w, h, hard_positives=HPP):
+            fields = (fv.hard_negative, fv.before, fv.after, fv.before_offset, fv.after_offset)
+            hps = [(h.t, h.box.tolist(), h.similarity) for h in fv.hard_positives]
+            out.append((fv.frame.index, [f.tolist() for f in fields], hps))
+        return out
+
+    def in_child(needs):
+        needs_seen.append(needs)
+        return decode_in_process(clip, needs)
+
+    def in_thread(needs):
+        for frame in VideoReader(clip).frames(wanted=needs.any()):
+            decoded.append(frame._av is not None)
+            yield frame
+
+    full = verdicts(VideoReader(clip))  # every frame decoded
+    assert verdicts(in_child) == full
+    assert verdicts(in_thread) == full
+    assert needs_seen[0].gray.sum() > 20  # template searches did read pixels
+    assert 0 < sum(decoded) < n - 20  # and frames nobody read were not decoded
+    assert any(any(hn) for _, (hn, *_), _ in full)
