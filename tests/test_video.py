@@ -188,3 +188,24 @@ def test_a_file_cut_at_an_open_gop_keyframe_is_numbered_as_a_full_pass_numbers_i
         for f in frames:
             if wanted[f.index]:
                 assert np.array_equal(f.gray, full[f.index])
+
+
+def test_codecs_without_safe_skipping_decode_every_frame(tmp_path):
+    import av
+
+    path = tmp_path / "m.avi"
+    with av.open(str(path), "w") as out:  # MPEG-4 part 2 with B-frames
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.max_b_frames = 2
+        for img in textured(12):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    reader = VideoReader(path)
+    assert reader.codec == "mpeg4"
+    full = [f.gray.copy() for f in reader]
+    frames = list(reader.frames(wanted=np.zeros(12, np.bool_)))
+    assert [f.index for f in frames] == list(range(12))
+    assert all(np.array_equal(f.gray, g) for f, g in zip(frames, full, strict=True))

@@ -251,6 +251,7 @@ class VideoReader:
             if not container.streams.video:
                 raise VideoError(f"{self.path}: no video stream in file")
             stream = container.streams.video[0]
+            self.codec = str(stream.codec_context.name)
             self.width = int(stream.codec_context.width)
             self.height = int(stream.codec_context.height)
             rate = stream.average_rate or stream.guessed_rate or Fraction(0)
@@ -301,7 +302,7 @@ class VideoReader:
         threads = self._threads if threads is None else threads
         index = 0  # the next frame to yield
         try:
-            if wanted is not None:
+            if wanted is not None and self.codec in _SKIPPABLE_CODECS:
                 skipping = _SkippingPass(wanted)
                 for frame in self._decode(threads, skipping):
                     yield frame
@@ -338,9 +339,6 @@ class VideoReader:
                     yield Frame(index, av_frame)
                 return
             codec = stream.codec_context
-            if codec.name not in _SKIPPABLE_CODECS:
-                skipping.consistent = False
-                return
             mode = codec.skip_frame
             flushed = False
             for packet in container.demux(stream):
