@@ -18,7 +18,6 @@ Every file appears atomically (temporary name, then rename).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -102,7 +101,6 @@ def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     return [p for p in output_paths(out_dir, stem).values() if p.exists()]
 
 
-@functools.lru_cache(maxsize=4096)
 def _direction_text(kind: int, offset: int) -> str:
     if kind == Support.NOT_SEARCHED:
         return ""
@@ -111,7 +109,6 @@ def _direction_text(kind: int, offset: int) -> str:
     return f"{'overlap' if kind == Support.OVERLAP else 'appearance'}@{offset:+d}"
 
 
-@functools.lru_cache(maxsize=4096)  # few distinct combinations, thousands of rows
 def reason(exclusion: int, before: int, before_off: int, after: int, after_off: int) -> str:
     """Human-readable reason for one verdict."""
     if exclusion != Exclusion.CANDIDATE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +91,3 @@ class CocoTrainSet:
         rng = np.random.default_rng([seed, iteration, 7])
         flips = rng.random(batch_size * world)[rank::world] < 0.5
         return [self.load(i, bool(f) and hflip) for i, f in zip(idx, flips, strict=True)]
-
-
-def epochs(iterations: int, batch_size: int, n: int) -> float:
-    """How many passes over ``n`` images a run makes."""
-    return math.inf if n == 0 else iterations * batch_size / n
