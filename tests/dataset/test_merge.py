@@ -104,6 +104,18 @@ def test_merge_adds_mined_frames_as_spec_says(coco_file, mined_dir, tmp_path):
         assert img["file_name"].startswith("mined_walk_")
 
 
+@pytest.mark.parametrize("link", [False, True])
+def test_frames_are_copied_or_linked_and_no_temporaries_stay(coco_file, mined_dir, tmp_path, link):
+    images = tmp_path / "images"
+    merge_files(coco_file, [mined_dir], images, "dog", tmp_path / "new.json", link=link)
+    placed = sorted(images.iterdir())
+    assert len(placed) == 2 and all(not p.name.startswith(".") for p in placed)
+    sources = {p.read_bytes(): p for p in (mined_dir / "frames").rglob("*.jpg")}
+    for p in placed:
+        source = sources[p.read_bytes()]  # the same picture as the mined frame
+        assert p.samefile(source) == link  # a hard link to it, or a copy
+
+
 def test_result_loads_in_pycocotools_and_faster_coco_eval(coco_file, mined_dir, tmp_path):
     merge_files(coco_file, [mined_dir], tmp_path / "images", 18, tmp_path / "new.json")
     from faster_coco_eval import COCO as FastCOCO

@@ -12,6 +12,7 @@ from typing import Any
 
 import cv2
 
+from flickermine._atomic import atomic_path
 from flickermine.dataset.coco import Coco, CocoError, check_coco, find_category
 from flickermine.dataset.mined import MinedFrame
 
@@ -60,16 +61,15 @@ def image_size(path: Path) -> tuple[int, int]:
 def _place(src: Path, dst: Path, link: bool) -> None:
     if dst.exists():
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if link:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            os.symlink(src.resolve(), tmp)
-    else:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        if link:
+            tmp.unlink()  # the link takes the reserved name
+            try:
+                os.link(src, tmp)
+            except OSError:
+                os.symlink(src.resolve(), tmp)
+        else:
+            shutil.copyfile(src, tmp)
 
 
 def _keep(box: list[float], report: MergeReport) -> bool:

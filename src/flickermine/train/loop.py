@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from flickermine._atomic import atomic_path
 from flickermine.dataset.coco import load_coco
 from flickermine.errors import ConfigError
 from flickermine.models import (
@@ -297,7 +298,6 @@ def _plot(log: Path, png: Path) -> None:
         ax2.set_ylabel("validation AP")
         ax2.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, png)
