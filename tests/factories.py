@@ -69,11 +69,13 @@ def write_video(
     bframes: int = 0,
     keyint: int = 250,
     open_gop: bool = False,
+    pyramid: str = "normal",
 ) -> Path:
     """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix);
     ``bframes`` B-frames between references (as most real videos have; the first of each
     pyramid is a reference, the others are not), a keyframe at least every ``keyint`` frames
-    (exactly, with ``open_gop``: B-frames may then refer across keyframes)."""
+    (exactly, with ``open_gop``: B-frames may then refer across keyframes); ``pyramid`` is
+    x264's ``b-pyramid`` (``none``: no B-frame is a reference)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
@@ -81,7 +83,7 @@ def write_video(
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         params = f"keyint={keyint}"
         if bframes:
-            params += f":bframes={bframes}:b-adapt=0:b-pyramid=normal"
+            params += f":bframes={bframes}:b-adapt=0:b-pyramid={pyramid}"
         if open_gop:
             params += f":open-gop=1:min-keyint={keyint}:scenecut=0"
         options = {"crf": "4", "preset": "ultrafast", "x264-params": params}

@@ -92,6 +92,47 @@ def test_other_containers_and_codecs_number_frames_alike(tmp_path, suffix):
     assert [round(float(frames[t].bgr.mean()) / 10) for t in (0, 5, 11)] == [0, 5, 11]
 
 
+@pytest.mark.parametrize("pyramid", ["none", "normal"])
+def test_avi_timestamps_do_not_number_frames_so_avi_is_decoded_in_full(tmp_path, pyramid):
+    # AVI stores no presentation times: its packets' timestamps count packets in decoding
+    # order, so with B-frames, numbering from them would hand out the wrong images.
+    path = write_video(tmp_path / "b.avi", textured(40), bframes=3, pyramid=pyramid)
+    reader = VideoReader(path)
+    assert not reader.can_skip
+    assert VideoReader(write_video(tmp_path / "b.mkv", textured(4), bframes=3)).can_skip
+    full = [f.gray.copy() for f in reader]
+    for seed in range(3):
+        wanted = np.random.default_rng(seed).random(40) < 0.3
+        frames = list(reader.frames(threads=False, wanted=wanted))
+        assert [f.index for f in frames] == list(range(40))
+        for t in np.flatnonzero(wanted):
+            assert np.array_equal(frames[t].gray, full[t]), f"frame {t}"
+
+
+def test_timestamps_in_decoding_order_are_not_used_to_number_frames(tmp_path):
+    # A B-frame stream remuxed with each packet's decoding time as its timestamp (what an AVI
+    # source gives): the timestamps never go back, though the decoder reorders the frames.
+    import av
+
+    source = write_video(tmp_path / "b.mp4", textured(40), bframes=3, pyramid="none")
+    remuxed = tmp_path / "dts.mkv"
+    with av.open(str(source)) as src, av.open(str(remuxed), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.pts, packet.stream = packet.dts, stream
+                dst.mux(packet)
+    reader = VideoReader(remuxed)
+    assert reader.can_skip and reader.reorders
+    full = [f.gray.copy() for f in reader]
+    for seed in range(5):
+        wanted = np.random.default_rng(seed).random(len(full)) < 0.3
+        frames = list(reader.frames(threads=False, wanted=wanted))
+        assert [f.index for f in frames] == list(range(len(full)))
+        for t in np.flatnonzero(wanted):
+            assert np.array_equal(frames[t].gray, full[t]), f"frame {t}"
+
+
 def test_a_stream_starting_mid_group_is_numbered_as_a_full_pass_numbers_it(tmp_path):
     # Remux a B-frame video without its first packets: the file then starts on a non-key
     # frame, whose decoding drops frames; the timestamps cannot be trusted for numbering.
@@ -121,8 +162,8 @@ def test_numbering_from_timestamps_gives_up_when_packets_or_frames_do_not_fit():
 
     from flickermine.video import _SkippingPass
 
-    def numbering(pts_in_decoding_order, wanted, lookahead=2):
-        n = _SkippingPass(np.array(wanted))
+    def numbering(pts_in_decoding_order, wanted, lookahead=2, reorders=True):
+        n = _SkippingPass(np.array(wanted), reorders=reorders)
         n.LOOKAHEAD = lookahead
         ready = []
         for k, pts in enumerate(pts_in_decoding_order):
@@ -146,10 +187,17 @@ def test_numbering_from_timestamps_gives_up_when_packets_or_frames_do_not_fit():
     n.finish()
     assert n.place(Packet(pts=30)) is None and not n.consistent  # wanted frame 2 never came
     for pts, other in [(None, 10), (15, 10), (10, 10)]:  # unknown or passed timestamps
-        n, _ = numbering([0, 10, 20], [False] * 3)
+        n, _ = numbering([0, 10, 20], [False] * 3, reorders=False)
         n.finish()
-        n.place(Packet(pts=other))
+        assert n.place(Packet(pts=other)) is not None
         assert n.place(Packet(pts=pts)) is None
+    # A reordering decoder with timestamps that never go back: they are decoding times.
+    n, ready = numbering([0, 10, 20, 30], [False] * 4)
+    assert ready == [] and not n.consistent
+    n, _ = numbering([0, 10], [False] * 2)
+    assert n.finish() == [] and not n.consistent
+    n, ready = numbering([0, 10, 20, 30], [False] * 4, reorders=False)  # no B-frames: fine
+    assert [p.pts for p, _ in ready] == [0, 10] and n.consistent
     n, _ = numbering([0, 20, 30, 10], [False] * 4, lookahead=1)  # 10 comes after 20 numbered
     assert not n.consistent
     n, _ = numbering([0, 10, 10], [False] * 3)  # a repeated timestamp
@@ -209,3 +257,49 @@ def test_codecs_without_safe_skipping_decode_every_frame(tmp_path):
     frames = list(reader.frames(wanted=np.zeros(12, np.bool_)))
     assert [f.index for f in frames] == list(range(12))
     assert all(np.array_equal(f.gray, g) for f, g in zip(frames, full, strict=True))
+
+
+# Encoder settings as found in the wild: B-frame pyramids or none, adaptive B-frames, several
+# references, weighted prediction, open GOPs, short GOPs, scene cuts; every container the
+# skipping pass may meet (and AVI, which it must not trust).
+_ENCODINGS = [
+    (".mp4", "keyint=12:bframes=3:b-adapt=2:b-pyramid=normal:ref=3", "medium"),
+    (".mkv", "keyint=30:bframes=16:b-adapt=1:b-pyramid=none:ref=6:weightp=2", "veryfast"),
+    (".mov", "keyint=5:bframes=2:b-adapt=0:b-pyramid=strict:ref=2:open-gop=1", "medium"),
+    (".ts", "keyint=60:bframes=8:b-adapt=2:b-pyramid=normal:ref=4:open-gop=1", "veryfast"),
+    (".flv", "keyint=250:bframes=4:b-adapt=1:b-pyramid=none:ref=1", "medium"),
+    (".avi", "keyint=250:bframes=16:b-adapt=2:b-pyramid=none:ref=3", "veryfast"),
+    (".avi", "keyint=60:bframes=2:b-adapt=2:b-pyramid=strict:ref=1:weightp=2", "medium"),
+]
+
+
+@pytest.mark.parametrize(("suffix", "params", "preset"), _ENCODINGS)
+def test_skipping_matches_a_full_pass_across_encoders_and_containers(
+    tmp_path, suffix, params, preset
+):
+    import av
+
+    from factories import texture
+
+    rng = np.random.default_rng(len(params))
+    scenes = [texture(s, 96, 128) for s in range(3)]
+    path = tmp_path / f"v{suffix}"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.options = {"crf": "18", "preset": preset, "x264-params": params}
+        for t in range(90):  # a moving texture with two cuts and a moving block
+            img = np.roll(scenes[t // 30], 2 * t, axis=1).copy()
+            img[(3 * t) % 70 : (3 * t) % 70 + 20, 10:40] = (7 * t) % 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    reader = VideoReader(path)
+    full = [f.gray.copy() for f in reader.frames(threads=False)]
+    for density, extra in [(0.02, 0), (0.1, -3), (0.3, 5), (0.6, 0)]:
+        wanted = rng.random(len(full) + extra) < density
+        frames = list(reader.frames(threads=density > 0.2, wanted=wanted))
+        assert [f.index for f in frames] == list(range(len(full)))
+        for t in np.flatnonzero(wanted[: len(full)]):
+            assert np.array_equal(frames[t].gray, full[t]), f"frame {t}"

@@ -115,6 +115,10 @@ class Frame:
 #: Codecs whose non-reference frames are never referred to. (Not HEVC: there a sub-layer
 #: non-reference picture may still be a reference for pictures of a higher temporal layer.)
 _SKIPPABLE_CODECS = frozenset({"h264"})
+#: Containers whose packets carry presentation timestamps, which the skipping pass numbers
+#: frames from. Not AVI: its timestamps count packets in decoding order, so with B-frames
+#: they do not give the display order (only decoding everything does).
+_TIMESTAMPED_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "mpegts", "flv"})
 
 
 class _SkippingPass:
@@ -131,12 +135,20 @@ class _SkippingPass:
     makes the numbering untrustworthy: ``consistent`` turns False and the caller goes on with
     a full pass. Frames displayed before the first keyframe (open GOPs: the decoder drops them
     when they refer to frames before the file's start) are always decoded and must come out.
+
+    ``reorders``: the decoder outputs frames in another order than it reads them (B-frames).
+    The timestamps must then show it: nothing is numbered until one packet has come with a
+    smaller timestamp than an earlier one. Files whose timestamps count packets in decoding
+    order (remuxed from AVI, say) show none, and are decoded in full.
     """
 
     LOOKAHEAD = 32
 
-    def __init__(self, wanted: npt.NDArray[np.bool_]) -> None:
+    def __init__(self, wanted: npt.NDArray[np.bool_], *, reorders: bool = True) -> None:
         self.wanted = np.array(wanted, np.bool_)  # a copy: required frames are added to it
+        self.reorders = reorders
+        self.highest: int | None = None  # the largest timestamp read
+        self.reordered = False  # a packet came with a smaller timestamp than an earlier one
         self.first: int | None = None  # the first packet's timestamp (a keyframe's)
         self.leading: set[int] = set()  # timestamps displayed before the first keyframe
         self.pending: list[int] = []  # timestamps read but not numbered yet, sorted
@@ -167,6 +179,10 @@ class _SkippingPass:
         ):
             self.consistent = False
             return []
+        if self.highest is None or pts > self.highest:
+            self.highest = pts
+        else:
+            self.reordered = True
         if self.first is None:
             self.first = pts
         elif pts < self.first:
@@ -176,11 +192,21 @@ class _SkippingPass:
         bisect.insort(self.pending, pts)
         self.held.append(packet)
         while len(self.pending) > self.LOOKAHEAD:
+            if not self._trusted():
+                return []
             self._number(self.pending.pop(0))
         return self._ready()
 
+    def _trusted(self) -> bool:
+        """Whether the timestamps may number frames (see ``reorders``)."""
+        if self.reorders and not self.reordered:
+            self.consistent = False
+        return self.consistent
+
     def finish(self) -> list[tuple[Any, bool]]:
         """At the end of the stream: number and release every packet held."""
+        if self.pending and not self._trusted():
+            return []
         for pts in self.pending:
             self._number(pts)
         self.pending.clear()
@@ -252,6 +278,11 @@ class VideoReader:
                 raise VideoError(f"{self.path}: no video stream in file")
             stream = container.streams.video[0]
             self.codec = str(stream.codec_context.name)
+            formats = set(str(container.format.name).split(","))
+            #: Whether a pass may skip unwanted non-reference frames (see :meth:`frames`).
+            self.can_skip = self.codec in _SKIPPABLE_CODECS and bool(formats & _TIMESTAMPED_FORMATS)
+            #: Whether the decoder outputs frames in another order than it reads them.
+            self.reorders = bool(getattr(stream.codec_context, "has_b_frames", True))
             self.width = int(stream.codec_context.width)
             self.height = int(stream.codec_context.height)
             rate = stream.average_rate or stream.guessed_rate or Fraction(0)
@@ -294,7 +325,9 @@ class VideoReader:
         frames of H.264, typically most B-frames): they are still yielded, in order and
         with their numbers, but without pixels. Wanted frames are decoded exactly as in a full
         pass. The numbering then comes from the packets' timestamps, so skipping is used only
-        for streams whose every packet has its own timestamp, none marked to be discarded, and
+        for H.264 in containers that store presentation timestamps (MP4/MOV, Matroska/WebM,
+        MPEG-TS, FLV; not AVI: :attr:`can_skip`), in streams whose every packet has its own
+        timestamp, none marked to be discarded, and
         whose first packet is a keyframe; frames displayed before that keyframe are always
         decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
         without skipping (see ``_SkippingPass``).
@@ -302,8 +335,8 @@ class VideoReader:
         threads = self._threads if threads is None else threads
         index = 0  # the next frame to yield
         try:
-            if wanted is not None and self.codec in _SKIPPABLE_CODECS:
-                skipping = _SkippingPass(wanted)
+            if wanted is not None and self.can_skip:
+                skipping = _SkippingPass(wanted, reorders=self.reorders)
                 for frame in self._decode(threads, skipping):
                     yield frame
                     index = frame.index + 1
