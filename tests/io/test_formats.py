@@ -121,3 +121,29 @@ def test_native_reader_accepts_category_names_as_labels(tmp_path):
     pq.write_table(table, tmp_path / "n.parquet")
     d = load_detections(tmp_path / "n.parquet")
     assert d.class_id.tolist() == [0, 1] and d.meta["categories"] == {"0": "dog", "1": "cat"}
+
+
+def test_a_damaged_parquet_file_that_still_parses_is_refused_with_its_name(tmp_path):
+    import pyarrow.parquet as pq
+
+    from flickermine.io.native import META_KEY, to_table
+
+    dets = VideoDetections.from_rows(
+        frame=np.array([0, 2]), xyxy=np.array([[1, 2, 30, 40], [5, 6, 50, 60]]),
+        score=np.array([0.9, 0.8]), num_frames=3,
+    )  # fmt: skip
+    table = to_table(dets)
+    # Metadata bytes that are not UTF-8.
+    bad_meta = tmp_path / "meta.parquet"
+    pq.write_table(table.replace_schema_metadata({META_KEY: b"\xfa\xfb{"}), bad_meta)
+    with pytest.raises(DetectionFileError, match=r"meta\.parquet"):
+        load_detections(bad_meta)
+    # A column name whose bytes were damaged (the schema stored only in the Parquet footer).
+    renamed = table.rename_columns([*table.column_names[:-1], "zzzzzz"])
+    bad_name = tmp_path / "name.parquet"
+    pq.write_table(renamed, bad_name, store_schema=False)
+    data = bad_name.read_bytes()
+    assert b"zzzzzz" in data
+    bad_name.write_bytes(data.replace(b"zzzzzz", b"\xa0\xa0\xa0\xa0\xa0\xa0"))
+    with pytest.raises(DetectionFileError, match=r"name\.parquet"):
+        load_detections(bad_name)

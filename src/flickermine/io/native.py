@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flickermine._atomic import atomic_path
-from flickermine.errors import DetectionFileError, InvalidDetectionsError
+from flickermine.errors import DetectionFileError, FlickermineError, InvalidDetectionsError
 from flickermine.structures import VideoDetections
 
 META_KEY = b"flickermine"
@@ -61,6 +61,18 @@ def read_native(path: str | os.PathLike[str]) -> VideoDetections:
         table = pq.read_table(p)
     except (pa.ArrowException, OSError) as exc:
         raise DetectionFileError(f"{p}: not a readable Parquet file: {exc}") from None
+    try:
+        return _from_table(p, table)
+    except FlickermineError:
+        raise
+    except (pa.ArrowException, ValueError, TypeError, KeyError, OverflowError) as exc:
+        # A damaged file can still parse as Parquet: undecodable names or metadata, odd types.
+        raise DetectionFileError(
+            f"{p}: damaged detection file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _from_table(p: Path, table: pa.Table) -> VideoDetections:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise DetectionFileError(
