@@ -213,6 +213,17 @@ def test_merge_killed_mid_write_leaves_the_input_valid(tmp_path, mined_dir):
          "invalid bbox"),
         ("duplicate annotation id", lambda c: c["annotations"].append(dict(c["annotations"][0])),
          "duplicate annotation id"),
+        ("annotation not an object", lambda c: c["annotations"].append([1, 2]),
+         r"an annotation has no valid id: \[1, 2\]"),
+        ("image id a list", lambda c: c["annotations"][0].update(image_id=[1000]),
+         r"refers to unknown image \[1000\]"),
+        ("missing bbox", lambda c: c["annotations"][0].pop("bbox"), "missing or invalid bbox"),
+        ("area not a number", lambda c: c["annotations"][0].update(area="big"),
+         "invalid area 'big'"),
+        ("iscrowd not 0 or 1", lambda c: c["annotations"][0].update(iscrowd={}),
+         r"iscrowd \{\} \(0 or 1\)"),
+        ("category name not text", lambda c: c["categories"][0].update(name=["dog"]),
+         "has a name that is not text"),
     ],
 )  # fmt: skip
 def test_bad_annotation_files_name_file_and_id(tmp_path, mined_dir, name, edit, message):

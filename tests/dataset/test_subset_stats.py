@@ -70,3 +70,16 @@ def test_stats(coco, tmp_path, capsys):
     path.write_text(json.dumps(coco))
     assert main(["dataset", "stats", str(path)]) == 0
     assert "images                    200" in capsys.readouterr().out
+
+
+def test_stats_and_subset_refuse_a_malformed_file_naming_it(tmp_path, capsys):
+    coco = make_coco(seed=2)
+    del coco["annotations"][0]["image_id"]
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(coco))
+    assert main(["dataset", "stats", str(path)]) == 2
+    assert main(["dataset", "subset", str(path), "--category", "dog", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("broken.json: annotation") == 2 and "refers to unknown image None" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["broken.json"]

@@ -108,3 +108,25 @@ def test_compare_counts_false_positives_and_draws_pairs(tmp_path):
     before, after = cv2.imread(str(out / pair["before"])), cv2.imread(str(out / pair["after"]))
     assert before.shape == after.shape == (480, 640, 3) and (before != after).any()
     assert "false positives" in (out / "README.md").read_text()
+
+
+def test_malformed_results_are_refused_naming_the_file_and_the_entry(tmp_path, capsys):
+    gt, dets = synthetic(1)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    argv = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--category", "car", "--detections"]
+    for k, (key, value, message) in enumerate([
+        ("bbox", [1, 2, 3], "invalid bbox"),
+        ("score", "high", "invalid score 'high'"),
+        ("image_id", 12345, "unknown image 12345"),
+    ]):  # fmt: skip
+        bad = [dict(d) for d in dets]
+        bad[3][key] = value
+        path = tmp_path / f"r{k}.json"
+        path.write_text(json.dumps(bad))
+        assert main([*argv, str(path)]) == 2
+        assert f"r{k}.json: result 3 " in (err := capsys.readouterr().err) and message in err
+        with pytest.raises(CocoError, match=f"result 3 .*{message}"):
+            coco_metrics(gt, bad, "car")
+    # numpy numbers from a library caller are fine
+    gt["annotations"][0]["area"] = np.float32(gt["annotations"][0]["area"])
+    assert coco_metrics(gt, [{**d, "score": np.float32(d["score"])} for d in dets], "car").ap > 0

@@ -126,7 +126,7 @@ def run_subset(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    stats = coco_stats(load_coco(args.annotations))
+    stats = coco_stats(load_coco(args.annotations), args.annotations)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -10,7 +10,7 @@ from typing import Any
 from flickermine._atomic import atomic_write_text
 from flickermine.cli._common import progress_bar
 from flickermine.dataset import load_coco
-from flickermine.dataset.coco import CocoError, find_category
+from flickermine.dataset.coco import CocoError, check_coco, check_results, find_category
 from flickermine.errors import ConfigError
 from flickermine.evaluate import coco_metrics, predict_coco
 from flickermine.evaluate.compare import compare
@@ -49,8 +49,7 @@ def _detections(
             dets = json.loads(Path(source).read_text())
         except (OSError, ValueError) as exc:
             raise CocoError(f"{source}: unreadable detections: {exc}") from None
-        if not isinstance(dets, list):
-            raise CocoError(f"{source}: expected a list of COCO results")
+        check_results(dets, {img["id"] for img in gt["images"]}, source)
         return dets
     if not args.images:
         raise ConfigError("--images is required to run a checkpoint")
@@ -70,6 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) == bool(args.detections):
         raise ConfigError("give a CHECKPOINT or --detections RESULTS.json (one of them)")
     gt = load_coco(args.gt)
+    check_coco(gt, args.gt)
     cid = _category_id(gt, args)
     dets = _detections(args.checkpoint or args.detections, gt, args, cid)
     metrics = coco_metrics(gt, dets, cid, source=args.gt)
@@ -81,6 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     gt = load_coco(args.gt)
+    check_coco(gt, args.gt)
     cid = _category_id(gt, args)
     if not args.images:
         raise ConfigError("--images is required (pictures are drawn on them)")

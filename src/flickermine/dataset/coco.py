@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import numbers
 import os
 import shutil
 from pathlib import Path
@@ -100,49 +101,103 @@ def save_coco(
 
 
 def check_coco(coco: Coco, source: str = "annotations") -> None:
-    """Check ids and references: unique image/annotation/category ids, every annotation's image
-    and category declared, ``bbox`` of 4 finite numbers with non-negative size.
+    """Check the structure, ids and references: ``images``, ``annotations`` and
+    ``categories`` lists of objects with unique integer or string ids, category names that
+    are text, every annotation's image and category declared, a ``bbox`` of 4 finite numbers
+    with non-negative size, ``area`` (where given) a finite non-negative number, ``iscrowd``
+    (where given) 0 or 1.
 
     Raises:
         CocoError: naming ``source`` and the offending id.
     """
+    if not isinstance(coco, dict):
+        raise CocoError(f"{source}: expected a JSON object with images/annotations/categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(coco.get(key), list):
+            raise CocoError(f"{source}: missing or non-list {key!r}")
     images = coco["images"]
     image_ids: set[Any] = set()
     for img in images:
         iid = img.get("id") if isinstance(img, dict) else None
-        if iid is None:
-            raise CocoError(f"{source}: an image record has no id: {str(img)[:80]}")
+        if not _valid_id(iid):
+            raise CocoError(f"{source}: an image record has no valid id: {str(img)[:80]}")
         if iid in image_ids:
             raise CocoError(f"{source}: duplicate image id {iid}")
         image_ids.add(iid)
     cat_ids: set[Any] = set()
     for cat in coco["categories"]:
         cid = cat.get("id") if isinstance(cat, dict) else None
-        if cid is None or cid in cat_ids:
-            raise CocoError(f"{source}: missing or duplicate category id {cid}")
+        if not _valid_id(cid) or cid in cat_ids:
+            raise CocoError(f"{source}: missing, invalid or duplicate category id {cid}")
+        if not isinstance(cat.get("name", ""), str):
+            raise CocoError(f"{source}: category {cid} has a name that is not text")
         cat_ids.add(cid)
     ann_ids: set[Any] = set()
     for ann in coco["annotations"]:
-        aid = ann.get("id")
-        if aid is None:
-            raise CocoError(f"{source}: an annotation has no id: {str(ann)[:80]}")
+        aid = ann.get("id") if isinstance(ann, dict) else None
+        if not _valid_id(aid):
+            raise CocoError(f"{source}: an annotation has no valid id: {str(ann)[:80]}")
         if aid in ann_ids:
             raise CocoError(f"{source}: duplicate annotation id {aid}")
         ann_ids.add(aid)
-        if ann.get("image_id") not in image_ids:
-            raise CocoError(
-                f"{source}: annotation {aid} refers to unknown image {ann.get('image_id')}"
-            )
-        if ann.get("category_id") not in cat_ids:
+        image_id = ann.get("image_id")
+        if not _valid_id(image_id) or image_id not in image_ids:
+            raise CocoError(f"{source}: annotation {aid} refers to unknown image {image_id}")
+        category_id = ann.get("category_id")
+        if not _valid_id(category_id) or category_id not in cat_ids:
             raise CocoError(
                 f"{source}: annotation {aid} has undeclared category {ann.get('category_id')}"
             )
         bbox = ann.get("bbox")
-        if bbox is not None and not _valid_bbox(bbox):
-            raise CocoError(f"{source}: annotation {aid} has an invalid bbox {bbox}")
+        if not _valid_bbox(bbox):
+            raise CocoError(f"{source}: annotation {aid} has a missing or invalid bbox {bbox}")
+        area = ann.get("area", 0)
+        if not _finite(area) or area < 0:
+            raise CocoError(f"{source}: annotation {aid} has an invalid area {area!r}")
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise CocoError(f"{source}: annotation {aid} has iscrowd {ann['iscrowd']!r} (0 or 1)")
 
 
 _NUMBER_TYPES = (int, float)
+
+
+def _finite(value: Any) -> bool:
+    """A finite real number (JSON's int and float, or numpy's from a library caller)."""
+    # JSON's own types first: this runs for every number of every annotation.
+    if type(value) not in _NUMBER_TYPES and (
+        isinstance(value, bool) or not isinstance(value, numbers.Real)
+    ):
+        return False
+    return bool(-math.inf < value < math.inf)
+
+
+def check_results(results: Any, image_ids: set[Any], source: str = "detections") -> None:
+    """Check COCO detection results: a list of objects with a known ``image_id``, an id-like
+    ``category_id``, a valid ``bbox`` and a finite ``score``.
+
+    Raises:
+        CocoError: naming ``source`` and the offending entry (0-based).
+    """
+    if not isinstance(results, list):
+        raise CocoError(f"{source}: expected a list of COCO results")
+    for i, res in enumerate(results):
+        if not isinstance(res, dict):
+            raise CocoError(f"{source}: result {i} is not an object: {str(res)[:80]}")
+        image_id = res.get("image_id")
+        if not _valid_id(image_id) or image_id not in image_ids:
+            raise CocoError(f"{source}: result {i} refers to unknown image {image_id!r}")
+        if not _valid_id(res.get("category_id")):
+            raise CocoError(f"{source}: result {i} has an invalid category_id")
+        if not _valid_bbox(res.get("bbox")):
+            raise CocoError(f"{source}: result {i} has an invalid bbox {res.get('bbox')!r}")
+        score = res.get("score")
+        if not _finite(score):
+            raise CocoError(f"{source}: result {i} has an invalid score {score!r}")
+
+
+def _valid_id(value: Any) -> bool:
+    """COCO ids are integers; strings are accepted too (some converters write them)."""
+    return type(value) in (int, str)
 
 
 def _valid_bbox(bbox: Any) -> bool:
@@ -150,7 +205,7 @@ def _valid_bbox(bbox: Any) -> bool:
     if type(bbox) is not list or len(bbox) != 4:
         return False
     for v in bbox:
-        if type(v) not in _NUMBER_TYPES or not -math.inf < v < math.inf:
+        if not _finite(v):
             return False
     return bool(bbox[2] >= 0 and bbox[3] >= 0)
 

@@ -7,13 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from flickermine.dataset.coco import Coco
+from flickermine.dataset.coco import Coco, check_coco
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
 
 
-def coco_stats(coco: Coco) -> dict[str, Any]:
-    """Counts, boxes per image and COCO size classes, overall and per category."""
+def coco_stats(coco: Coco, source: str = "annotations") -> dict[str, Any]:
+    """Counts, boxes per image and COCO size classes, overall and per category.
+
+    Raises:
+        CocoError: the file fails :func:`~flickermine.dataset.coco.check_coco` (naming
+            ``source``).
+    """
+    check_coco(coco, source)
     per_image = Counter(a["image_id"] for a in coco["annotations"])
     counts = np.array([per_image.get(img["id"], 0) for img in coco["images"]], float)
     areas = np.array(
@@ -21,7 +27,8 @@ def coco_stats(coco: Coco) -> dict[str, Any]:
          for a in coco["annotations"]], float,
     )  # fmt: skip
     names = {c["id"]: c.get("name", str(c["id"])) for c in coco["categories"]}
-    mined = sum(1 for img in coco["images"] if "flickermine" in img)
+    records = [img["flickermine"] for img in coco["images"] if "flickermine" in img]
+    mined = len(records)
     return {
         "images": len(coco["images"]),
         "annotations": len(coco["annotations"]),
@@ -44,8 +51,8 @@ def coco_stats(coco: Coco) -> dict[str, Any]:
         "mined_images": mined,
         "original_images": len(coco["images"]) - mined,
         "hard_negatives_recorded": sum(
-            len(img["flickermine"].get("hard_negatives", []))
-            for img in coco["images"]
-            if "flickermine" in img
+            len(r["hard_negatives"])
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("hard_negatives"), list)
         ),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from flickermine.dataset.coco import Coco, CocoError, find_category
+from flickermine.dataset.coco import Coco, CocoError, check_coco, find_category
 
 
 def parse_splits(text: str | None) -> list[tuple[str, float]]:
@@ -43,6 +43,7 @@ def single_category_subset(
     top-level keys kept."""
     if not 0.0 <= negatives <= 1.0:
         raise CocoError(f"negatives: expected a fraction in [0, 1], got {negatives}")
+    check_coco(coco, source)
     cat = find_category(coco, category, source)
     anns = [a for a in coco["annotations"] if a.get("category_id") == cat["id"]]
     positive_ids = {a["image_id"] for a in anns}

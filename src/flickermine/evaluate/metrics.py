@@ -9,7 +9,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flickermine.dataset.coco import Coco, CocoError, find_category
+from flickermine.dataset.coco import Coco, CocoError, check_coco, check_results, find_category
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,13 @@ def coco_metrics(
         backend: ``faster_coco_eval`` (default) or ``pycocotools`` (same numbers, slower).
 
     An empty detection list gives AP 0 (not a crash).
+
+    Raises:
+        CocoError: ``gt`` fails :func:`~flickermine.dataset.coco.check_coco`, a detection is
+            malformed or names an image ``gt`` lacks, or the category is unknown.
     """
+    check_coco(gt, source)
+    check_results(detections, {img["id"] for img in gt["images"]})
     cat = _category(gt, category, source)
     ids = list(image_ids) if image_ids is not None else [img["id"] for img in gt["images"]]
     dets = [d for d in detections if d.get("category_id") == cat["id"]]
