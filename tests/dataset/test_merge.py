@@ -247,6 +247,51 @@ def test_other_bad_inputs(coco_file, mined_dir, tmp_path):
         merge_files(coco_file, [txt], tmp_path / "i", "dog", tmp_path / "o.json")
 
 
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("v/frame3.jpg\n1\n10 20 nan 40 1\n", r"v\.txt:3: not a box"),
+        ("v/frame3.jpg\n1\n10 20 inf 40 0\n", r"v\.txt:3: not a box"),
+        ("v/frame3.jpg\n1\n10 20 -30 40 1\n", r"v\.txt:3: not a box"),
+        ("v/frame3.jpg\n-2\n", r"v\.txt:2: expected the number of boxes"),
+        ("v/frame3.jpg\n2\n10 20 30 40 1\n", r"v\.txt:4: expected 'x y w h flag'"),
+    ],
+)
+def test_bad_seed_result_files_name_the_line(coco_file, tmp_path, lines, message):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "frame3.jpg").write_bytes(b"")  # present: only the boxes are wrong
+    txt = tmp_path / "v.txt"
+    txt.write_text(lines)
+    with pytest.raises(CocoError, match=message):
+        merge_files(coco_file, [txt], tmp_path / "i", "dog", tmp_path / "o.json")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_damaged_miner_outputs_are_refused_naming_the_file(coco_file, mined_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(mined_dir, out)
+    summary = out / "walk.json"
+    verdicts = out / "walk.verdicts.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(verdicts)
+    x1 = table.column("x1").to_numpy().copy()
+    x1[0] = np.nan
+    pq.write_table(table.set_column(table.schema.get_field_index("x1"), "x1", pa.array(x1)),
+                   verdicts)  # fmt: skip
+    with pytest.raises(CocoError, match=r"walk\.verdicts\.parquet: boxes with NaN"):
+        merge_files(coco_file, [summary], tmp_path / "i", "dog", tmp_path / "o.json")
+    verdicts.write_bytes(verdicts.read_bytes()[:200])
+    with pytest.raises(CocoError, match=r"walk\.verdicts\.parquet: unreadable verdicts file"):
+        merge_files(coco_file, [summary], tmp_path / "i", "dog", tmp_path / "o.json")
+    summary.write_text("[1, 2]")
+    with pytest.raises(CocoError, match=r"walk\.json: not a mining summary"):
+        merge_files(coco_file, [summary], tmp_path / "i", "dog", tmp_path / "o.json")
+
+
 def test_export_is_a_dataset_pycocotools_opens(mined_dir, tmp_path):
     from pycocotools.coco import COCO
 

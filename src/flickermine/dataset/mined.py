@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flickermine.dataset.coco import CocoError
@@ -71,15 +73,23 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError) as exc:
         raise CocoError(f"{summary_path}: unreadable mining summary: {exc}") from None
+    if not isinstance(summary, dict):
+        raise CocoError(f"{summary_path}: not a mining summary (expected a JSON object)")
     stem = summary_path.stem
     verdicts = summary_path.with_name(f"{stem}.verdicts.parquet")
     if not verdicts.exists():
         raise CocoError(f"{summary_path}: its verdicts file {verdicts.name} is missing")
-    table = pq.read_table(verdicts, columns=["frame", "x1", "y1", "x2", "y2", "verdict"])
-    order = np.argsort(table.column("frame").to_numpy(), kind="stable")
-    frame = table.column("frame").to_numpy()[order]
-    verdict = np.asarray(table.column("verdict").to_pylist(), dtype=object)[order]
-    xyxy = np.stack([table.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)[order]
+    try:
+        table = pq.read_table(verdicts, columns=["frame", "x1", "y1", "x2", "y2", "verdict"])
+        order = np.argsort(table.column("frame").to_numpy(), kind="stable")
+        frame = table.column("frame").to_numpy()[order]
+        verdict = np.asarray(table.column("verdict").to_pylist(), dtype=object)[order]
+        xyxy = np.stack([table.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)[order]
+        xyxy = xyxy.astype(float)
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
+        raise CocoError(f"{verdicts}: unreadable verdicts file: {exc}") from None
+    if not np.isfinite(xyxy).all():
+        raise CocoError(f"{verdicts}: boxes with NaN or infinite coordinates")
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1).astype(float)
     mined = np.unique(frame[(verdict == "hard_negative") | (verdict == "hard_positive")])
     frames_dir = summary_path.parent / "frames" / stem
@@ -115,6 +125,8 @@ def _read_seed_txt(path: Path) -> list[MinedFrame]:
         try:
             k = int(lines[i + 1])
         except (IndexError, ValueError):
+            k = -1
+        if k < 0:
             raise CocoError(
                 f"{path}:{i + 2}: expected the number of boxes after {name!r}"
             ) from None
@@ -134,6 +146,8 @@ def _read_seed_txt(path: Path) -> list[MinedFrame]:
                 flag = int(float(parts[4]))
             except ValueError:
                 raise CocoError(f"{path}:{i + 3 + j}: not numbers: {' '.join(parts)}") from None
+            if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
+                raise CocoError(f"{path}:{i + 3 + j}: not a box: {' '.join(parts)}")
             (f.positives if flag else f.hard_negatives).append(box)
         out.append(f)
         i += 2 + k
