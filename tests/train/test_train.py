@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from flickermine.cli.main import main  # noqa: E402
 from flickermine.dataset import load_coco  # noqa: E402
+from flickermine.errors import ConfigError  # noqa: E402
 from flickermine.train import TrainConfig, load_config, train  # noqa: E402
 from flickermine.train.data import CocoTrainSet  # noqa: E402
 
@@ -110,6 +111,25 @@ def test_seed_schedules_and_yaml_config(tmp_path):
     (tmp_path / "c.yaml").write_text('lr_schedule: "1e-4:15000,1e-5:22000"\nbatch_size: 1\n')
     cfg = load_config(tmp_path / "c.yaml", {"batch_size": 2, "seed": None})
     assert cfg.iterations == 22000 and cfg.batch_size == 2 and cfg.lr_at(15000) == 1e-5
+
+
+def test_yaml_values_are_read_as_their_options_types(tmp_path):
+    # YAML reads 1e-3 as text (its floats need a dot): numbers written so are still numbers.
+    (tmp_path / "c.yaml").write_text("lr: 1e-3\niterations: 1.0e+4\ncategory: 18\nhflip: no\n")
+    cfg = load_config(tmp_path / "c.yaml", {})
+    assert (cfg.lr, cfg.iterations, cfg.category, cfg.hflip) == (1e-3, 10000, "18", False)
+    assert isinstance(cfg.iterations, int)
+    for line, message in [
+        ("iterations: abc", "iterations: expected an integer, got 'abc'"),
+        ("batch_size: 2.5", "batch_size: expected an integer, got 2.5"),
+        ("hflip: 3", "hflip: expected a bool, got 3"),
+        ("momentum: [0.9]", r"momentum: expected a number, got \[0.9\]"),
+        ("lr: .nan", "lr: expected a number, got nan"),
+        ("lr: -1", r"lr: expected > 0"),
+    ]:
+        (tmp_path / "bad.yaml").write_text(line + "\n")
+        with pytest.raises(ConfigError, match=rf"bad\.yaml: {message}"):
+            load_config(tmp_path / "bad.yaml", {})
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -52,6 +53,8 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, str(f.type), getattr(self, f.name)))
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
@@ -95,6 +98,33 @@ class TrainConfig:
         return asdict(self)
 
 
+def _coerce(name: str, declared: str, value: Any) -> Any:
+    """``value`` as the field's declared type. YAML reads ``1e-3`` as text (its floats need a
+    dot), so numbers written as text are accepted; anything else of the wrong type is an
+    error naming the option."""
+    optional = declared.endswith(" | None")
+    base = declared.removesuffix(" | None")
+    if (value is None and optional) or base not in ("bool", "int", "float", "str"):
+        return value
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+    elif base in ("int", "float") and not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, (int, float)) and math.isfinite(number):
+            if base == "float":
+                return float(number)
+            if float(number).is_integer():
+                return int(number)
+    elif base == "str" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. a category given by its id
+    article = "an integer" if base == "int" else "a number" if base == "float" else f"a {base}"
+    raise ConfigError(f"{name}: expected {article}, got {value!r}")
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """A config from a YAML file (optional) with ``overrides`` (non-None values) on top."""
     values: dict[str, Any] = {}
@@ -114,7 +144,10 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
             raise ConfigError(f"{p}: unknown option(s) {', '.join(unknown)}")
         values.update(loaded)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values)
+    try:
+        return TrainConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
