@@ -67,3 +67,30 @@ def test_empty_list_is_a_clear_error(tmp_path, capsys):
     lst.write_text("# nothing here\n\n")
     assert main(["fetch", str(lst), "--out", str(tmp_path / "v")]) == 2
     assert "list.txt: the URL list is empty" in capsys.readouterr().err
+
+
+def test_url_lists_keep_fragments_drop_comments_and_repeats(tmp_path):
+    from flickermine.errors import ConfigError
+    from flickermine.fetch import read_list, read_manifest
+
+    lst = tmp_path / "list.txt"
+    lst.write_text(
+        "\ufeff# clips\n"
+        "dQw4w9WgXcQ   # a YouTube id\n"
+        "http://h/a.mp4#t=10\n"
+        "http://h/a.mp4#t=10\n"
+        "  http://h/b.mp4 #second\n",
+        encoding="utf-8",
+    )
+    assert read_list(lst) == [
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+        "http://h/a.mp4#t=10",
+        "http://h/b.mp4",
+    ]
+    lst.write_bytes(b"http://h/\xff\xfe.mp4\n")
+    with pytest.raises(ConfigError, match=r"list\.txt: cannot read the URL list"):
+        read_list(lst)
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("name,size\nx,1\n")
+    with pytest.raises(ConfigError, match=r"manifest\.csv: not a fetch manifest"):
+        read_manifest(bad)

@@ -51,20 +51,20 @@ def read_list(path: str | Path) -> list[str]:
     """URLs from a list file; bare YouTube ids become watch URLs."""
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the URL list: {exc}") from None
-    urls = []
+    urls: dict[str, None] = {}  # in order, each once
     for line in lines:
-        entry = line.split("#", 1)[0].strip()
+        # A comment starts a line or follows a space ('#' inside a URL is its fragment).
+        entry = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
         if not entry:
             continue
-        urls.append(
-            f"https://www.youtube.com/watch?v={entry}" if _YOUTUBE_ID.match(entry) else entry
-        )
+        url = f"https://www.youtube.com/watch?v={entry}" if _YOUTUBE_ID.match(entry) else entry
+        urls[url] = None
     if not urls:
         raise ConfigError(f"{p}: the URL list is empty")
-    return urls
+    return list(urls)
 
 
 def read_manifest(path: Path) -> dict[str, ManifestRow]:
@@ -72,11 +72,17 @@ def read_manifest(path: Path) -> dict[str, ManifestRow]:
     if not path.exists():
         return {}
     names = {f.name for f in fields(ManifestRow)}
-    with path.open(newline="") as fh:
-        return {
-            row["url"]: ManifestRow(**{k: v for k, v in row.items() if k in names})
-            for row in csv.DictReader(fh)
-        }
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if "url" not in (reader.fieldnames or []):
+                raise ConfigError(f"{path}: not a fetch manifest (no url column)")
+            return {
+                row["url"]: ManifestRow(**{k: v or "" for k, v in row.items() if k in names})
+                for row in reader
+            }
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: cannot read the manifest: {exc}") from None
 
 
 def write_manifest(path: Path, rows: list[ManifestRow]) -> None:
