@@ -100,6 +100,20 @@ def test_convert_legacy_to_native_and_back(scene, tmp_path):
     assert main(["convert", str(pq), str(tmp_path / "back.txt")]) == 2  # no silent overwrite
 
 
+def test_convert_checks_the_frame_count_against_the_video(scene, tmp_path, capsys):
+    video, txt = scene
+    lines = txt.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if line.startswith("FRAME NUMBER: 6"))
+    short = tmp_path / "short.txt"
+    short.write_text("".join(lines[:cut]))  # an interrupted run: frames 1-5 only
+    argv = ["convert", str(short), str(tmp_path / "s.parquet"), "--video", str(video)]
+    assert main(argv) == 2
+    assert "short.txt covers only 5 of the" in capsys.readouterr().err
+    assert not (tmp_path / "s.parquet").exists()
+    assert main([*argv, "--allow-partial"]) == 0
+    assert load_detections(tmp_path / "s.parquet").num_frames == 5
+
+
 def test_subprocess_smoke(scene, tmp_path):
     video, txt = scene
     save_detections(load_detections(txt), tmp_path / "walk.parquet")

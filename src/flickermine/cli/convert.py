@@ -8,6 +8,7 @@ from typing import Any
 
 from flickermine.errors import OutputExistsError
 from flickermine.io import load_detections, save_detections
+from flickermine.mine.run import check_frame_counts
 from flickermine.video import VideoReader
 
 
@@ -23,6 +24,11 @@ def add_parser(sub: Any) -> None:
         "--video", help="the video the detections belong to: records its frame count, fps and "
         "size in the metadata and checks the frame count",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-partial", action="store_true",
+        help="with --video: accept detections covering only the first frames of the video "
+        "(an interrupted detection run); by default that is an error",
+    )  # fmt: skip
     p.add_argument("--category", help="category name to record in the metadata")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run)
@@ -35,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     dets = load_detections(args.src)
     if args.video:
         reader = VideoReader(args.video)
-        dets = dets.with_num_frames(reader.num_frames)
+        check_frame_counts(
+            dets, reader.num_frames, args.src, args.video, partial=args.allow_partial
+        )
         dets.meta.update(
             video=str(reader.path), fps=reader.fps, width=reader.width, height=reader.height
         )

@@ -113,7 +113,7 @@ def check_frame_counts(
     if n < video_frames and not partial:
         raise InvalidDetectionsError(
             f"{det_source} covers only {n} of the {video_frames} frames of {video_source} "
-            "(was the detection run interrupted?); pass partial=True (--allow-partial) to mine "
+            "(was the detection run interrupted?); pass --allow-partial (partial=True) to use "
             "the covered frames only"
         )
     return dets
