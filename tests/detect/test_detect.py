@@ -56,6 +56,26 @@ def test_hog_on_the_bundled_clip_finds_people(tmp_path):
     assert av  # decoded by PyAV above
 
 
+def test_a_folder_with_unreadable_videos_still_detects_the_others(small_video, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(small_video, folder / "good.mp4")
+    (folder / "junk.mp4").write_bytes(b"not a video" * 100)
+    (folder / "cut.mp4").write_bytes(small_video.read_bytes()[:2000])
+    assert main(["detect", str(folder), "--out", str(tmp_path / "d")]) == 1
+    captured = capsys.readouterr()
+    assert "junk.mp4: cannot open video" in captured.err and "cut.mp4" in captured.err
+    junk = str(folder / "junk.mp4")
+    assert f"Error: {junk}: cannot open video" in captured.err  # the path once, not doubled
+    assert (
+        load_detections(tmp_path / "d" / "good.parquet").num_frames
+        == VideoReader(small_video).num_frames
+    )
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["good.parquet"]
+
+
 def test_checkpoint_through_weights_file_matches_the_model(tiny_checkpoint, small_video, tmp_path):
     argv = ["detect", str(small_video), "--out", str(tmp_path / "d"), "--backend", "torchvision",
             "--weights", str(tiny_checkpoint), "--score-threshold", "0.0", "--nms-iou", "1.0",

@@ -11,7 +11,7 @@ from typing import Any
 from flickermine.cli._common import progress_bar
 from flickermine.detect import OnnxSpec, build_detector, detect_to_file, read_class_names
 from flickermine.detect.base import DetectError
-from flickermine.errors import ConfigError, FlickermineError
+from flickermine.errors import ConfigError, FlickermineError, VideoError
 from flickermine.mine.run import list_videos
 from flickermine.video import VideoReader
 
@@ -122,10 +122,16 @@ def run(args: argparse.Namespace) -> int:
         # Several inference threads, each with few torch threads, keep every core busy.
         detector.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     out = Path(args.out)
-    totals = {v: VideoReader(v).num_frames for v in videos}
+    totals: dict[Path, int] = {}
     failed = 0
-    with progress_bar(sum(totals.values()), f"detect {len(videos)} video(s)") as overall:
-        for video in videos:
+    for video in videos:  # an unreadable video is reported; the others are still detected
+        try:
+            totals[video] = VideoReader(video).num_frames
+        except VideoError as exc:
+            _report(video, exc)
+            failed += 1
+    with progress_bar(sum(totals.values()), f"detect {len(totals)} video(s)") as overall:
+        for video in totals:
             with progress_bar(totals[video], video.name, leave=False, position=1) as bar:
 
                 def step(n: int, bar: Any = bar) -> None:
@@ -142,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 except DetectError:
                     raise  # the detector itself is wrong: every video would fail
                 except FlickermineError as exc:
-                    print(f"Error: {video}: {exc}", file=sys.stderr)
+                    _report(video, exc)
                     failed += 1
                     continue
             if not computed:
@@ -150,3 +156,8 @@ def run(args: argparse.Namespace) -> int:
             state = "done" if computed else "already done, skipped"
             print(f"{video.name}: {len(dets)} boxes in {dets.num_frames} frames ({state})")
     return 1 if failed else 0
+
+
+def _report(video: Path, exc: Exception) -> None:
+    message = str(exc)
+    print(f"Error: {message if str(video) in message else f'{video}: {message}'}", file=sys.stderr)
