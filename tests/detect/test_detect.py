@@ -217,6 +217,10 @@ def test_plugin_backend_and_its_errors(small_video, tmp_path, capsys):
         ("onnx without category", ["--backend", "onnx", "--weights", "m.onnx"], "--category"),
         ("missing onnx file", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1"],
          "m.onnx: ONNX model not found"),
+        ("empty onnx input size", ["--backend", "onnx", "--weights", "m.onnx", "--category",
+                                   "1", "--input-size", "0x640"], "expected positive WxH"),
+        ("zero onnx std", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
+                           "--std", "0,1,1"], "onnx std: expected > 0"),
     ],
 )  # fmt: skip
 def test_bad_detector_options(tiny_checkpoint, small_video, tmp_path, capsys, name, extra, message):

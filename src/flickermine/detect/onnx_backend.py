@@ -56,6 +56,10 @@ class OnnxSpec:
                 )
         if self.scale <= 0:
             raise DetectError(f"onnx scale: expected > 0, got {self.scale}")
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise DetectError(f"onnx input size: expected positive WxH, got {self.input_size}")
+        if self.std is not None and min(self.std) <= 0:
+            raise DetectError(f"onnx std: expected > 0, got {self.std}")
 
 
 def read_class_names(path: str | Path) -> tuple[str, ...]:
