@@ -139,6 +139,7 @@ def test_yaml_values_are_read_as_their_options_types(tmp_path):
         ("no annotation of the category", {"category": "square", "drop": 9},
          "no annotation of category 'square'"),
         ("images missing", {"images": "elsewhere"}, "image(s) missing on disk"),
+        ("image record without file name", {"no_file_name": True}, "has no file_name"),
         ("checkpoint of another model", {"weights": "ckpt", "model":
                                          "fasterrcnn_mobilenet_v3_large_320_fpn"},
          "checkpoint is a fasterrcnn_tiny, not a fasterrcnn_mobilenet_v3_large_320_fpn"),
@@ -150,9 +151,13 @@ def test_bad_training_inputs(shapes, tmp_path, capsys, name, edit, message):
     from flickermine.models import build_model, save_checkpoint
 
     ann = shapes
-    if "drop" in edit:
+    if "drop" in edit or "no_file_name" in edit:
         coco = json.loads(shapes.read_text())
-        coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] != edit["drop"]]
+        coco["annotations"] = [
+            a for a in coco["annotations"] if a["category_id"] != edit.get("drop")
+        ]
+        if "no_file_name" in edit:
+            del coco["images"][3]["file_name"]
         ann = tmp_path / "t.json"
         ann.write_text(json.dumps(coco))
     images = str(tmp_path / edit["images"]) if "images" in edit else str(shapes.parent / "images")
@@ -167,7 +172,10 @@ def test_bad_training_inputs(shapes, tmp_path, capsys, name, edit, message):
     else:
         argv += ["--weights", "none"]
     assert main(argv) == 2, name
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if "no_file_name" in edit:
+        assert f"t.json: image {coco['images'][3]['id']} has no file_name" in err
 
 
 @pytest.mark.slow

@@ -54,7 +54,9 @@ def _detections(
     if not args.images:
         raise ConfigError("--images is required to run a checkpoint")
     with progress_bar(len(gt["images"]), f"running {Path(source).name}", unit="image") as bar:
-        return predict_coco(source, gt, args.images, cid, device=args.device, progress=bar.update)
+        return predict_coco(
+            source, gt, args.images, cid, device=args.device, progress=bar.update, source=args.gt
+        )
 
 
 def _category_id(gt: dict[str, Any], args: argparse.Namespace) -> int:

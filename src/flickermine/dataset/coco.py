@@ -210,6 +210,18 @@ def _valid_bbox(bbox: Any) -> bool:
     return bool(bbox[2] >= 0 and bbox[3] >= 0)
 
 
+def image_file(images_dir: str | os.PathLike[str], img: dict[str, Any], source: str) -> Path:
+    """Where the image of a record is: ``images_dir / file_name``.
+
+    Raises:
+        CocoError: the record has no usable ``file_name`` (naming ``source`` and the id).
+    """
+    name = img.get("file_name")
+    if not isinstance(name, str) or not name:
+        raise CocoError(f"{source}: image {img.get('id')} has no file_name")
+    return Path(images_dir) / name
+
+
 def find_category(coco: Coco, category: str | int, source: str = "annotations") -> Coco:
     """The category record matching a name or an id (``"18"`` is an id)."""
     cats = coco["categories"]

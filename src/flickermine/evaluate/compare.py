@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
-from flickermine.dataset.coco import Coco, CocoError
+from flickermine.dataset.coco import Coco, CocoError, image_file
 from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics
 from flickermine.report.draw import HARD_POSITIVE_BGR, draw_boxes
 from flickermine.structures import iou_matrix, xywh_to_xyxy
@@ -85,7 +85,7 @@ def compare(
     added = [i for i in changed if len(fb[i]) > len(fa[i])]
     out = Path(out_dir)
     pairs = _draw_pairs(gt, dets_a, dets_b, fa, fb, cid, score_threshold, images_dir,
-                        out / "pairs", changed[:max_pairs])  # fmt: skip
+                        out / "pairs", changed[:max_pairs], source)  # fmt: skip
     result = {
         "category": ma.category, "category_id": cid, "score_threshold": score_threshold,
         names[0]: ma.to_dict(), names[1]: mb.to_dict(),
@@ -101,12 +101,12 @@ def compare(
 
 
 def _draw_pairs(
-    gt, dets_a, dets_b, fa, fb, cid, thr, images_dir, out, image_ids
+    gt, dets_a, dets_b, fa, fb, cid, thr, images_dir, out, image_ids, source
 ) -> list[dict[str, Any]]:
-    files = {img["id"]: img["file_name"] for img in gt["images"]}
+    records = {img["id"]: img for img in gt["images"]}
     pairs = []
     for image_id in image_ids:
-        path = Path(images_dir) / files[image_id]
+        path = image_file(images_dir, records[image_id], source)
         image = cv2.imread(str(path))
         if image is None:
             raise CocoError(f"{path}: image of id {image_id} missing or unreadable")
@@ -115,7 +115,7 @@ def _draw_pairs(
             for a in gt["annotations"]
             if a["image_id"] == image_id and a["category_id"] == cid
         ]
-        stem = Path(files[image_id]).stem
+        stem = path.stem
         written = {}
         for label, dets, fps in (("before", dets_a, fa[image_id]), ("after", dets_b, fb[image_id])):
             mine = [
@@ -134,7 +134,7 @@ def _draw_pairs(
             name = f"{stem}_{label}.jpg"
             atomic_write_bytes(out / name, cv2.imencode(".jpg", picture)[1].tobytes())
             written[label] = f"pairs/{name}"
-        pairs.append({"image_id": image_id, "file_name": files[image_id],
+        pairs.append({"image_id": image_id, "file_name": records[image_id]["file_name"],
                       "false_positives_before": len(fa[image_id]),
                       "false_positives_after": len(fb[image_id]), **written})  # fmt: skip
     return pairs

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from flickermine.dataset.coco import Coco, CocoError
+from flickermine.dataset.coco import Coco, CocoError, image_file
 
 
 def predict_coco(
@@ -22,6 +21,7 @@ def predict_coco(
     device: str = "cpu",
     score_threshold: float = 0.0,
     progress: Callable[[int], None] | None = None,
+    source: str = "ground truth",
 ) -> list[dict[str, Any]]:
     """Detections of ``checkpoint`` on every image of ``gt`` as COCO results of
     ``category_id`` (``bbox`` as ``[x, y, w, h]``)."""
@@ -32,7 +32,7 @@ def predict_coco(
     )
     results = []
     for img in gt["images"]:
-        path = Path(images_dir) / img["file_name"]
+        path = image_file(images_dir, img, source)
         frame = cv2.imread(str(path))
         if frame is None:
             raise CocoError(f"{path}: image of id {img['id']} missing or unreadable")

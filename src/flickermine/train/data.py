@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flickermine.dataset.coco import Coco, CocoError, check_coco, find_category
+from flickermine.dataset.coco import Coco, CocoError, check_coco, find_category, image_file
 
 
 class CocoTrainSet:
@@ -41,7 +41,7 @@ class CocoTrainSet:
         self.category = cat
         self.images = [
             (
-                Path(images_dir) / img["file_name"],
+                image_file(images_dir, img, source),
                 np.array(boxes[img["id"]], np.float32).reshape(-1, 4),
             )
             for img in coco["images"]

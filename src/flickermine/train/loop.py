@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from flickermine._atomic import atomic_path
-from flickermine.dataset.coco import load_coco
+from flickermine.dataset.coco import image_file, load_coco
 from flickermine.errors import ConfigError
 from flickermine.models import (
     ModelError,
@@ -257,9 +257,10 @@ def _validate(
         for img in val["images"]:
             import cv2
 
-            bgr = cv2.imread(str(images_dir / img["file_name"]))
+            path = image_file(images_dir, img, str(config.val))
+            bgr = cv2.imread(str(path))
             if bgr is None:
-                raise ConfigError(f"{images_dir / img['file_name']}: validation image unreadable")
+                raise ConfigError(f"{path}: validation image unreadable")
             x = (
                 torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1))).float()
                 / 255
