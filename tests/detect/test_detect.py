@@ -296,6 +296,39 @@ def test_interrupted_run_resumes_to_the_same_file(tiny_checkpoint, small_video, 
     assert json.loads(json.dumps(a.meta))["category"] == "thing"
 
 
+def test_damaged_leftovers_of_an_interrupted_run_are_detected_again(small_video, tmp_path):
+    from detect.plugin_examples import bright_squares
+
+    class Squares:  # stops after a number of frames, like a killed run
+        category, description = "square", "squares"
+
+        def __init__(self, stop_after=None):
+            self.stop_after, self.seen = stop_after, 0
+
+        def __call__(self, frames):
+            if self.stop_after is not None and self.seen >= self.stop_after:
+                raise KeyboardInterrupt
+            self.seen += len(frames)
+            return bright_squares(frames)
+
+    full, _ = detect_to_file(small_video, Squares(), tmp_path / "full.parquet", chunk_frames=4)
+    out = tmp_path / "out" / "clip.parquet"
+    partial = out.parent / ".clip.detect-partial"
+    for damage in ("chunk", "marker"):
+        with pytest.raises(KeyboardInterrupt):
+            detect_to_file(small_video, Squares(stop_after=9), out, chunk_frames=4)
+        chunks = sorted(partial.glob("chunk_*.parquet"))
+        assert [c.name for c in chunks][:2] == [
+            "chunk_000000000_000000004.parquet", "chunk_000000004_000000008.parquet"]  # fmt: skip
+        if damage == "chunk":
+            chunks[1].write_bytes(b"PAR1 damaged")
+        else:
+            (partial / "run.json").write_text("{not json")
+        got, computed = detect_to_file(small_video, Squares(), out, chunk_frames=4)
+        assert computed and got.equals(full) and not partial.exists()
+        out.unlink()
+
+
 def test_published_weights_without_a_network_say_what_to_do(tmp_path, capsys, monkeypatch):
     import socket
 

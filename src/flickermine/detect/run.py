@@ -184,18 +184,31 @@ def _read_chunks(folder: Path) -> tuple[int, list[tuple[int, np.ndarray, np.ndar
     end = 0
     rows: list[tuple[int, np.ndarray, np.ndarray]] = []
     for path in sorted(folder.glob("chunk_*.parquet")):
-        _, a, b = path.stem.split("_")
-        if int(a) != end:
+        try:
+            a, b = (int(v) for v in path.stem.split("_")[1:])
+            if a != end:
+                break
+            t = pq.read_table(path)
+            frame = t.column("frame").to_numpy()
+            xyxy = np.stack([t.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)
+            score = t.column("score").to_numpy()
+        except (ValueError, KeyError, OSError, pa.ArrowException) as exc:
+            # Damaged (not by us: chunks are written atomically): redo from its first frame.
+            logger.warning("%s: unreadable, its frames are detected again: %s", path, exc)
             break
-        t = pq.read_table(path)
-        frame = t.column("frame").to_numpy()
-        xyxy = np.stack([t.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)
-        score = t.column("score").to_numpy()
-        for f in range(int(a), int(b)):
+        for f in range(a, b):
             sel = frame == f
             rows.append((f, xyxy[sel], score[sel]))
         end = int(b)
     return end, rows
+
+
+def _read_marker(marker: Path) -> Any:
+    """What an unfinished run recorded about itself (None if missing or unreadable)."""
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def detect_to_file(
@@ -237,9 +250,7 @@ def detect_to_file(
         "chunk_frames": chunk_frames,
     }
     marker = folder / "run.json"
-    if folder.exists() and (
-        overwrite or not marker.exists() or json.loads(marker.read_text()) != identity
-    ):
+    if folder.exists() and (overwrite or _read_marker(marker) != identity):
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
