@@ -79,6 +79,11 @@ def test_resume_ends_with_the_same_weights(shapes, tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert torch.load(resumed["final"], weights_only=False)["iteration"] == 8
+    other = tiny(
+        shapes, tmp_path / "b", iterations=8, model="fasterrcnn_mobilenet_v3_large_320_fpn"
+    )
+    with pytest.raises(ConfigError, match=r"last\.pt: cannot resume from it .*another --model"):
+        train(other, resume=True)
 
 
 def test_negative_only_images_are_kept_and_trained_on(tmp_path):

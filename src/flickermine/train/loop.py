@@ -148,10 +148,17 @@ def train(
         if not last_path.exists():
             raise ConfigError(f"{last_path}: nothing to resume (no checkpoint yet)")
         ckpt = read_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start, best_ap = int(ckpt["iteration"]), float(ckpt.get("best_ap", -1.0))
-        _set_rng_state(torch, ckpt["rng"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start, best_ap = int(ckpt["iteration"]), float(ckpt.get("best_ap", -1.0))
+            _set_rng_state(torch, ckpt["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise ConfigError(
+                f"{last_path}: cannot resume from it ({type(exc).__name__}: {detail}); "
+                f"was the run started with another --model or options?"
+            ) from None
         logger.info("resuming at iteration %d", start)
     if rank == 0:
         save_config(config, out / "config.yaml")
