@@ -134,3 +134,12 @@ def test_bad_hard_positive_parameters():
         HardPositiveParams(max_gap=0)
     with pytest.raises(ConfigError, match="cover_iou"):
         HardPositiveParams(cover_iou=1.5)
+    # The miner holds 2 * span + 1 decoded frames: a huge span would exhaust memory.
+    from flickermine.mine import MinerParams
+    from flickermine.mine.params import MAX_SPAN
+
+    assert HardPositiveParams(max_gap=MAX_SPAN).max_gap == MAX_SPAN
+    with pytest.raises(ConfigError, match=f"max_gap: at most {MAX_SPAN} frames"):
+        HardPositiveParams(max_gap=MAX_SPAN + 1)
+    with pytest.raises(ConfigError, match=f"window: at most {MAX_SPAN} frames"):
+        MinerParams(window=100_000)

@@ -19,6 +19,10 @@ SEED_NAMES: dict[str, str] = {
     "min_area": "smallBoxSize",
 }
 
+#: Longest ``window`` and ``max_gap``: the miner holds ``2 * max(window, max_gap) + 1``
+#: decoded frames (250 frames is 10 s at 25 fps).
+MAX_SPAN = 250
+
 
 @dataclass(frozen=True)
 class MinerParams:
@@ -31,7 +35,7 @@ class MinerParams:
         window: frames searched for support before and after (seed ``alpha``, 5). Larger windows
             tolerate longer detector drop-outs (fewer true objects flagged) but let an unrelated
             box further away in time rescue a flicker; frames closer than ``window`` to either end
-            of the video are not mined.
+            of the video are not mined. At most :data:`MAX_SPAN`.
         iou_threshold: IoU above which a neighbouring detection supports a box, compared with
             both the box itself and its tracked position (seed ``iouThr``, 0.2). Lower values
             accept looser support (fewer hard negatives, fewer false alarms).
@@ -67,6 +71,11 @@ class MinerParams:
                 raise ConfigError(f"{f.name}: expected a finite number, got {value!r}")
         if int(self.window) != self.window or self.window < 1:
             raise ConfigError(f"window: expected an integer >= 1, got {self.window!r}")
+        if self.window > MAX_SPAN:
+            raise ConfigError(
+                f"window: at most {MAX_SPAN} frames (the miner holds 2 * window + 1 decoded "
+                f"frames), got {self.window}"
+            )
         if int(self.search_margin) != self.search_margin or self.search_margin < 0:
             raise ConfigError(f"search_margin: expected an integer >= 0, got {self.search_margin}")
         for name in ("iou_threshold", "similarity_threshold"):
@@ -102,7 +111,7 @@ class HardPositiveParams:
 
     Attributes:
         max_gap: longest run of missed frames that is bridged (default 4). Longer gaps find
-            more misses but link unrelated objects more often.
+            more misses but link unrelated objects more often. At most :data:`MAX_SPAN`.
         min_support: detections the track must have on each side of the gap (default 2).
             Higher values trust only well-established objects: fewer, surer hard positives.
         link_iou: IoU needed to chain detections of consecutive frames into a track, and between
@@ -130,6 +139,11 @@ class HardPositiveParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        if self.max_gap > MAX_SPAN:
+            raise ConfigError(
+                f"max_gap: at most {MAX_SPAN} frames (the miner holds 2 * max_gap + 1 decoded "
+                f"frames), got {self.max_gap}"
+            )
         for name in ("link_iou", "cover_iou", "min_similarity"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
