@@ -143,3 +143,5 @@ def test_bad_hard_positive_parameters():
         HardPositiveParams(max_gap=MAX_SPAN + 1)
     with pytest.raises(ConfigError, match=f"window: at most {MAX_SPAN} frames"):
         MinerParams(window=100_000)
+    with pytest.raises(ConfigError, match=r"confident_score \(0.5\) must be above score_thr"):
+        MinerParams(confident_score=0.5)

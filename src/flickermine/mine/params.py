@@ -84,6 +84,11 @@ class MinerParams:
         for name in ("border_margin", "min_area"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected a value >= 0, got {getattr(self, name)}")
+        if self.confident_score <= self.score_threshold:
+            raise ConfigError(
+                f"confident_score ({self.confident_score}) must be above score_threshold "
+                f"({self.score_threshold}): no detection could be a candidate"
+            )
         object.__setattr__(self, "window", int(self.window))
         object.__setattr__(self, "search_margin", int(self.search_margin))
 
