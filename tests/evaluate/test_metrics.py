@@ -129,4 +129,5 @@ def test_malformed_results_are_refused_naming_the_file_and_the_entry(tmp_path, c
             coco_metrics(gt, bad, "car")
     # numpy numbers from a library caller are fine
     gt["annotations"][0]["area"] = np.float32(gt["annotations"][0]["area"])
+    gt["images"][0]["id"] = np.int64(gt["images"][0]["id"])
     assert coco_metrics(gt, [{**d, "score": np.float32(d["score"])} for d in dets], "car").ap > 0

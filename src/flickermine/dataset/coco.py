@@ -196,8 +196,11 @@ def check_results(results: Any, image_ids: set[Any], source: str = "detections")
 
 
 def _valid_id(value: Any) -> bool:
-    """COCO ids are integers; strings are accepted too (some converters write them)."""
-    return type(value) in (int, str)
+    """COCO ids are integers (numpy's too, from a library caller); strings are accepted as
+    well (some converters write them)."""
+    return type(value) in (int, str) or (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    )
 
 
 def _valid_bbox(bbox: Any) -> bool:
