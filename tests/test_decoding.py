@@ -101,3 +101,44 @@ def test_a_killed_decoder_is_an_error_not_a_hang(tmp_path):
         for _ in frames:
             pass
     assert first.index == 0
+
+
+_AFTER_A_CONVERSION = """
+import sys
+import numpy as np
+from flickermine.decoding import PixelNeeds, decode_in_process
+from flickermine.video import VideoReader
+
+frames = list(VideoReader(sys.argv[1]))
+colour = [f.bgr for f in frames]  # the parent converts first: its context has threads
+got = list(decode_in_process(sys.argv[1], PixelNeeds.every(len(frames))))
+assert [f.index for f in got] == list(range(len(frames)))
+assert all(np.array_equal(f.bgr, c) for f, c in zip(got, colour))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
+def test_a_child_forked_after_colour_conversions_does_not_hang(tmp_path, pix_fmt):
+    # swscale's conversion contexts may run slice threads. A child forked from a process
+    # holding one used to wait forever for threads it does not have, converting or freeing.
+    import subprocess
+    import sys
+
+    import av
+
+    path = tmp_path / "v.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for t in range(12):
+            image = av.VideoFrame.from_ndarray(texture(t, 48, 64), format="bgr24")
+            for packet in stream.encode(image.reformat(format=pix_fmt)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    proc = subprocess.run(
+        [sys.executable, "-c", _AFTER_A_CONVERSION, str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

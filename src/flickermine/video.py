@@ -45,6 +45,21 @@ _AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 _local = threading.local()
 
 
+_abandoned: list[Any] = []
+
+
+def _forget_reformatter() -> None:
+    # A conversion context may run worker threads (swscale slices): a forked child, which has
+    # none of its parent's threads, would wait for them forever, when using it and even when
+    # freeing it. The child keeps it, unused and unfreed, and makes its own.
+    _abandoned.append(getattr(_local, "reformatter", None))
+    _local.reformatter = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_reformatter)
+
+
 def to_bgr(av_frame: Any) -> npt.NDArray[np.uint8]:
     """``(H, W, 3)`` BGR image of a PyAV frame (``to_ndarray(format="bgr24")``), with one
     conversion context per thread kept between frames instead of one per frame."""
