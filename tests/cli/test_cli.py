@@ -79,6 +79,8 @@ def test_bad_parameter_is_a_clear_error(scene, tmp_path, capsys):
     argv = ["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o")]
     assert main([*argv, "--iou-threshold", "1.5"]) == 2
     assert "iou_threshold: expected a value in [0, 1]" in capsys.readouterr().err
+    assert main([*argv, "--workers", "0"]) == 2
+    assert "workers: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_garbled_detections_error_names_file_and_line(scene, tmp_path, capsys):

@@ -355,6 +355,8 @@ def mine_many(
     """
     if decoder not in DECODERS:
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
     params = params or MinerParams()
     out = Path(out_dir)
     outcomes: list[JobOutcome] = []
