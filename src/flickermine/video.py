@@ -52,8 +52,9 @@ def _forget_reformatter() -> None:
     # A conversion context may run worker threads (swscale slices): a forked child, which has
     # none of its parent's threads, would wait for them forever, when using it and even when
     # freeing it. The child keeps it, unused and unfreed, and makes its own.
-    _abandoned.append(getattr(_local, "reformatter", None))
-    _local.reformatter = None
+    if getattr(_local, "reformatter", None) is not None:
+        _abandoned.append(_local.reformatter)
+        _local.reformatter = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -342,9 +343,9 @@ class VideoReader:
         pass. The numbering then comes from the packets' timestamps, so skipping is used only
         for H.264 in containers that store presentation timestamps (MP4/MOV, Matroska/WebM,
         MPEG-TS, FLV; not AVI: :attr:`can_skip`), in streams whose every packet has its own
-        timestamp, none marked to be discarded, and
-        whose first packet is a keyframe; frames displayed before that keyframe are always
-        decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
+        timestamp, none marked to be discarded, whose first packet is a keyframe and whose
+        timestamps show the decoder's reordering; frames displayed before that keyframe are
+        always decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
         without skipping (see ``_SkippingPass``).
         """
         threads = self._threads if threads is None else threads

@@ -90,7 +90,7 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
         raise CocoError(f"{verdicts}: unreadable verdicts file: {exc}") from None
     if not np.isfinite(xyxy).all():
         raise CocoError(f"{verdicts}: boxes with NaN or infinite coordinates")
-    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1).astype(float)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
     mined = np.unique(frame[(verdict == "hard_negative") | (verdict == "hard_positive")])
     frames_dir = summary_path.parent / "frames" / stem
     video = str(summary.get("video", stem))
@@ -127,9 +127,7 @@ def _read_seed_txt(path: Path) -> list[MinedFrame]:
         except (IndexError, ValueError):
             k = -1
         if k < 0:
-            raise CocoError(
-                f"{path}:{i + 2}: expected the number of boxes after {name!r}"
-            ) from None
+            raise CocoError(f"{path}:{i + 2}: expected the number of boxes after {name!r}")
         image = _locate(path, name)
         try:
             number = int(Path(name).stem.removeprefix("frame"))

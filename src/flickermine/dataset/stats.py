@@ -23,8 +23,7 @@ def coco_stats(coco: Coco, source: str = "annotations") -> dict[str, Any]:
     per_image = Counter(a["image_id"] for a in coco["annotations"])
     counts = np.array([per_image.get(img["id"], 0) for img in coco["images"]], float)
     areas = np.array(
-        [a.get("area", a["bbox"][2] * a["bbox"][3]) if "bbox" in a else a.get("area", 0)
-         for a in coco["annotations"]], float,
+        [a.get("area", a["bbox"][2] * a["bbox"][3]) for a in coco["annotations"]], float,
     )  # fmt: skip
     names = {c["id"]: c.get("name", str(c["id"])) for c in coco["categories"]}
     records = [img["flickermine"] for img in coco["images"] if "flickermine" in img]

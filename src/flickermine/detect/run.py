@@ -199,7 +199,7 @@ def _read_chunks(folder: Path) -> tuple[int, list[tuple[int, np.ndarray, np.ndar
         for f in range(a, b):
             sel = frame == f
             rows.append((f, xyxy[sel], score[sel]))
-        end = int(b)
+        end = b
     return end, rows
 
 
