@@ -70,17 +70,23 @@ def write_video(
     keyint: int = 250,
     open_gop: bool = False,
     pyramid: str = "normal",
+    rotation: int = 0,
 ) -> Path:
     """Encode BGR frames with libx264 (near-lossless) into ``path`` (mp4/mkv/avi by suffix);
     ``bframes`` B-frames between references (as most real videos have; the first of each
     pyramid is a reference, the others are not), a keyframe at least every ``keyint`` frames
     (exactly, with ``open_gop``: B-frames may then refer across keyframes); ``pyramid`` is
-    x264's ``b-pyramid`` (``none``: no B-frame is a reference)."""
+    x264's ``b-pyramid`` (``none``: no B-frame is a reference). ``rotation`` (degrees
+    clockwise, a multiple of 90): the frames are stored turned the other way, with a display
+    rotation that turns them back, as phones record."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [np.ascontiguousarray(np.rot90(f, rotation // 90)) for f in frames]
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(-rotation)
         params = f"keyint={keyint}"
         if bframes:
             params += f":bframes={bframes}:b-adapt=0:b-pyramid={pyramid}"

@@ -18,14 +18,17 @@ from factories import texture, write_video
 pytestmark = pytest.mark.skipif(not process_decoding_available(), reason="needs fork")
 
 
-def textured_video(path, n=24, height=48, width=64, bframes=0):
+def textured_video(path, n=24, height=48, width=64, bframes=0, rotation=0):
     """Frames with different textures (so a mix-up of frames or planes shows)."""
-    return write_video(path, [texture(t, height, width) for t in range(n)], bframes=bframes)
+    frames = [texture(t, height, width) for t in range(n)]
+    return write_video(path, frames, bframes=bframes, rotation=rotation)
 
 
-@pytest.mark.parametrize("bframes", [0, 3])
-def test_child_gives_the_readers_images_for_the_frames_asked_and_numbers_all(tmp_path, bframes):
-    video = textured_video(tmp_path / "v.mp4", bframes=bframes)
+@pytest.mark.parametrize(("bframes", "rotation"), [(0, 0), (3, 0), (3, 90)])
+def test_child_gives_the_readers_images_for_the_frames_asked_and_numbers_all(
+    tmp_path, bframes, rotation
+):
+    video = textured_video(tmp_path / "v.mp4", bframes=bframes, rotation=rotation)
     needs = PixelNeeds.none(24)
     needs.gray[[0, 3, 4, 5, 20]] = True
     needs.bgr[[5, 6, 23]] = True  # with and without the grey image

@@ -303,3 +303,31 @@ def test_skipping_matches_a_full_pass_across_encoders_and_containers(
         assert [f.index for f in frames] == list(range(len(full)))
         for t in np.flatnonzero(wanted[: len(full)]):
             assert np.array_equal(frames[t].gray, full[t]), f"frame {t}"
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_phone_videos_are_turned_upright_as_opencv_shows_them(tmp_path, rotation):
+    import cv2
+
+    upright = textured(6)  # 48 x 64, stored turned, with a display rotation that turns it back
+    path = write_video(tmp_path / "phone.mp4", upright, rotation=rotation)
+    reader = VideoReader(path)
+    assert reader.rotation == rotation
+    assert (reader.width, reader.height) == (64, 48)
+    capture = cv2.VideoCapture(str(path))  # OpenCV applies the display rotation too
+    opencv_frames = [capture.read()[1] for _ in range(6)]
+    full, skipping = reader.frames(), reader.frames(wanted=np.ones(6, bool))
+    for frame, want, opencv in zip([*full, *skipping], upright * 2, opencv_frames * 2, strict=True):
+        assert frame.bgr.shape == (*frame.gray.shape, 3) == (48, 64, 3)
+        assert np.abs(frame.bgr.astype(int) - want).mean() < 3
+        assert np.abs(frame.bgr.astype(int) - opencv).mean() < 3
+        assert (
+            np.corrcoef(frame.gray.ravel(), cv2.cvtColor(want, cv2.COLOR_BGR2GRAY).ravel())[0, 1]
+            > 0.99
+        )
+
+
+def test_a_video_without_display_rotation_is_not_turned(tmp_path):
+    reader = VideoReader(write_video(tmp_path / "v.mp4", textured(2)))
+    assert reader.rotation == 0
+    assert next(iter(reader)).gray.shape == (48, 64)

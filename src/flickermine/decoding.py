@@ -125,7 +125,13 @@ def _child(
                 base = slot * slot_size
                 colour: tuple[Any, ...] | None = None
                 fmt = frame._av.format.name if frame._av is not None else ""
-                planar = want_colour and fmt in _PLANAR_420 and height % 2 == 0 and width % 2 == 0
+                planar = (
+                    want_colour
+                    and fmt in _PLANAR_420
+                    and height % 2 == 0
+                    and width % 2 == 0
+                    and reader.rotation == 0  # turned planes would not rebuild PyAV's colours
+                )
                 if want_gray or planar:
                     view = np.frombuffer(buffer, np.uint8, gray_size, base).reshape(shape)
                     view[...] = frame.gray

@@ -15,6 +15,7 @@ conversions.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import queue
 import threading
@@ -70,10 +71,19 @@ def to_bgr(av_frame: Any) -> npt.NDArray[np.uint8]:
     return np.asarray(reformatter.reformat(av_frame, format="bgr24").to_ndarray(), np.uint8)
 
 
-class Frame:
-    """One decoded frame; pixel arrays are produced on first access and cached."""
+def _upright(image: npt.NDArray[np.uint8], turns: int) -> npt.NDArray[np.uint8]:
+    """``image`` turned ``turns`` quarter turns counterclockwise (a contiguous copy)."""
+    return image if turns == 0 else np.ascontiguousarray(np.rot90(image, turns))
 
-    __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "_make_bgr", "index")
+
+class Frame:
+    """One decoded frame; pixel arrays are produced on first access and cached.
+
+    ``turns``: quarter turns counterclockwise that put the decoded picture upright (the
+    video's display rotation, see :attr:`VideoReader.rotation`); images are given upright.
+    """
+
+    __slots__ = ("__weakref__", "_av", "_bgr", "_gray", "_make_bgr", "_turns", "index")
 
     def __init__(
         self,
@@ -82,12 +92,14 @@ class Frame:
         bgr: npt.NDArray[np.uint8] | None = None,
         gray: npt.NDArray[np.uint8] | None = None,
         make_bgr: Callable[[], npt.NDArray[np.uint8]] | None = None,
+        turns: int = 0,
     ):
         self.index = index
         self._av = av_frame
         self._bgr = bgr
         self._gray = gray
         self._make_bgr = make_bgr
+        self._turns = turns
 
     def _missing(self, kind: str) -> VideoError:
         return VideoError(
@@ -105,7 +117,7 @@ class Frame:
             elif self._av is None:
                 raise self._missing("colour")
             else:
-                self._bgr = to_bgr(self._av)
+                self._bgr = _upright(to_bgr(self._av), self._turns)
         return self._bgr
 
     @property
@@ -121,9 +133,9 @@ class Frame:
                 # normalised cross-correlation ignores): a view, no conversion.
                 plane = self._av.planes[0]
                 rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-                self._gray = rows[: self._av.height, : self._av.width]
+                self._gray = _upright(rows[: self._av.height, : self._av.width], self._turns)
             else:
-                self._gray = self._av.to_ndarray(format="gray")
+                self._gray = _upright(self._av.to_ndarray(format="gray"), self._turns)
         assert self._gray is not None  # for mypy; set on every branch above
         return self._gray
 
@@ -135,6 +147,8 @@ _SKIPPABLE_CODECS = frozenset({"h264"})
 #: frames from. Not AVI: its timestamps count packets in decoding order, so with B-frames
 #: they do not give the display order (only decoding everything does).
 _TIMESTAMPED_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "mpegts", "flv"})
+#: Containers that may store a display rotation (MP4/MOV's matrix, Matroska's projection).
+_ROTATING_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 
 
 class _SkippingPass:
@@ -160,7 +174,10 @@ class _SkippingPass:
 
     LOOKAHEAD = 32
 
-    def __init__(self, wanted: npt.NDArray[np.bool_], *, reorders: bool = True) -> None:
+    def __init__(
+        self, wanted: npt.NDArray[np.bool_], *, reorders: bool = True, turns: int = 0
+    ) -> None:
+        self.turns = turns  # for the frames made (see Frame)
         self.wanted = np.array(wanted, np.bool_)  # a copy: required frames are added to it
         self.reorders = reorders
         self.highest: int | None = None  # the largest timestamp read
@@ -255,7 +272,7 @@ class _SkippingPass:
         while self.order and self.order[0][0] <= k:
             del self.numbered[self.order.popleft()[1]]
         frames = [Frame(i) for i in range(self.next, k)]
-        frames.append(Frame(k, av_frame))
+        frames.append(Frame(k, av_frame, turns=self.turns))
         self.next = k + 1
         return frames
 
@@ -299,26 +316,51 @@ class VideoReader:
             self.can_skip = self.codec in _SKIPPABLE_CODECS and bool(formats & _TIMESTAMPED_FORMATS)
             #: Whether the decoder outputs frames in another order than it reads them.
             self.reorders = bool(getattr(stream.codec_context, "has_b_frames", True))
-            self.width = int(stream.codec_context.width)
-            self.height = int(stream.codec_context.height)
+            width = int(stream.codec_context.width)
+            height = int(stream.codec_context.height)
             rate = stream.average_rate or stream.guessed_rate or Fraction(0)
             self.fps = float(rate)
+            # Quarter turns counterclockwise that put the pictures upright (see rotation).
+            self._turns = self._display_turns(stream) if formats & _ROTATING_FORMATS else 0
             frames = int(stream.frames or 0)
-            if frames <= 0:
-                frames = self._count_packets(container)
-            self.num_frames = frames
         finally:
             container.close()
-        if self.width <= 0 or self.height <= 0:
+        if width <= 0 or height <= 0:
             raise VideoError(f"{self.path}: video stream has no frame size")
+        if frames <= 0:
+            frames = self._count_packets()
+        #: Frame count from the container, or from its packets where it stores none.
+        self.num_frames = frames
+        #: Clockwise rotation (0, 90, 180 or 270 degrees) applied to the decoded pictures to
+        #: show them upright, as players and OpenCV do: the file's display matrix (phone
+        #: videos), to the nearest quarter turn; mirroring is not applied.
+        self.rotation = (-90 * self._turns) % 360
+        #: Size of the upright frames (the images given, and the detections' coordinates).
+        self.width, self.height = (height, width) if self._turns % 2 else (width, height)
 
-    def _count_packets(self, container: Any) -> int:
+    def _display_turns(self, stream: Any) -> int:
+        """From the first frame's display matrix (FFmpeg attaches the stream's to its frames;
+        PyAV cannot read the stream's): 0 when there is none or no frame comes out of the
+        first packets (the pass will report what is wrong)."""
+        stream.codec_context.thread_count = 1  # one frame: threads would only cost time
+        try:
+            for packet in itertools.islice(stream.container.demux(stream), 64):
+                for av_frame in packet.decode():
+                    return round(float(av_frame.rotation) / 90) % 4
+        except _AV_ERRORS:
+            pass
+        return 0
+
+    def _count_packets(self) -> int:
         """Frame count for containers that do not store it (e.g. Matroska): demux, no decode."""
+        container = self._open()
         try:
             stream = container.streams.video[0]
             return sum(1 for pkt in container.demux(stream) if pkt.size)
         except _AV_ERRORS as exc:
             raise VideoError(f"{self.path}: cannot read video: {exc}") from None
+        finally:
+            container.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -352,7 +394,7 @@ class VideoReader:
         index = 0  # the next frame to yield
         try:
             if wanted is not None and self.can_skip:
-                skipping = _SkippingPass(wanted, reorders=self.reorders)
+                skipping = _SkippingPass(wanted, reorders=self.reorders, turns=self._turns)
                 for frame in self._decode(threads, skipping):
                     yield frame
                     index = frame.index + 1
@@ -385,7 +427,7 @@ class VideoReader:
                 stream.codec_context.thread_count = 1
             if skipping is None:
                 for index, av_frame in enumerate(container.decode(stream)):
-                    yield Frame(index, av_frame)
+                    yield Frame(index, av_frame, turns=self._turns)
                 return
             codec = stream.codec_context
             mode = codec.skip_frame

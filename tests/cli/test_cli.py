@@ -116,6 +116,17 @@ def test_convert_checks_the_frame_count_against_the_video(scene, tmp_path, capsy
     assert load_detections(tmp_path / "s.parquet").num_frames == 5
 
 
+def test_convert_refuses_detections_made_on_frames_of_another_size(scene, tmp_path, capsys):
+    video, txt = scene
+    other = load_detections(txt)
+    other.meta.update(width=640, height=480)
+    save_detections(other, tmp_path / "other.parquet")
+    argv = ["convert", str(tmp_path / "other.parquet"), str(tmp_path / "o.txt")]
+    assert main([*argv, "--video", str(video)]) == 2
+    assert "made on 640x480 frames but the frames of" in capsys.readouterr().err
+    assert not (tmp_path / "o.txt").exists()
+
+
 def test_subprocess_smoke(scene, tmp_path):
     video, txt = scene
     save_detections(load_detections(txt), tmp_path / "walk.parquet")

@@ -231,6 +231,37 @@ def test_both_decoders_write_identical_outputs(tmp_path):
             assert outs["process"][path] == data, path
 
 
+@pytest.mark.parametrize("decoder", ["thread", "process"])
+def test_a_phone_video_is_mined_upright_like_the_same_scene_unturned(tmp_path, decoder):
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    upright = render_frames(N, sprites=[a])  # 320 x 240; detections in these coordinates
+    kept = [t for t in range(N) if t not in (12, 13)]
+    dets = detections([*sprite_rows(a, kept), (9, *FALSE_BOX, 0.9)], N)
+    phone = write_video(tmp_path / "phone.mp4", upright, bframes=3, rotation=270)
+    out = tmp_path / "out"
+    summary = mine_video(phone, dets, out, hard_positives=HardPositiveParams(), decoder=decoder)
+    assert (summary["width"], summary["height"]) == (320, 240)
+    assert (summary["hard_negatives"], summary["hard_positives"]) == (1, 2)
+    written = cv2.imread(str(out / "frames" / "phone" / "frame10.jpg"))  # the flicker's frame
+    assert written.shape == upright[9].shape
+    assert np.abs(written.astype(int) - upright[9]).mean() < 4
+
+
+def test_detections_made_on_frames_of_another_size_are_refused(tmp_path):
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(N)})
+    phone = write_video(tmp_path / "phone.mp4", render_frames(N, sprites=[a]), rotation=90)
+    dets = detections(sprite_rows(a, range(N)), N)
+    dets.meta.update(width=240, height=320)  # detected on the unturned pictures
+    with pytest.raises(InvalidDetectionsError, match=r"240x320 frames.*are 320x240.*90 degrees"):
+        mine_video(phone, dets, tmp_path / "out")
+    dets.meta.update(width=640, height=480)
+    with pytest.raises(InvalidDetectionsError, match=r"made on 640x480 frames") as info:
+        mine_video(phone, dets, tmp_path / "out")
+    assert "degrees" not in str(info.value)
+    dets.meta.update(width=320, height=240)
+    assert mine_video(phone, dets, tmp_path / "out")["frames"] == N
+
+
 def test_unknown_decoder_is_refused(scene, tmp_path):
     video, det_path, _ = scene
     with pytest.raises(ConfigError, match="decoder: expected one of auto, process, thread"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from flickermine.errors import OutputExistsError
 from flickermine.io import load_detections, save_detections
-from flickermine.mine.run import check_frame_counts
+from flickermine.mine.run import check_frame_counts, check_frame_size
 from flickermine.video import VideoReader
 
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         check_frame_counts(
             dets, reader.num_frames, args.src, args.video, partial=args.allow_partial
         )
+        check_frame_size(dets, reader, args.src)
         dets.meta.update(
             video=str(reader.path), fps=reader.fps, width=reader.width, height=reader.height
         )

@@ -119,6 +119,30 @@ def check_frame_counts(
     return dets
 
 
+def check_frame_size(dets: VideoDetections, reader: VideoReader, det_source: str) -> None:
+    """Refuse detections whose metadata says they were made on frames of another size than
+    the video's (upright) frames: their boxes would be in other coordinates. Files without
+    a recorded size (legacy text files) are not checked."""
+    try:
+        made = (int(dets.meta["width"]), int(dets.meta["height"]))
+    except (KeyError, TypeError, ValueError):
+        return
+    size = (reader.width, reader.height)
+    if made == size or 0 in made:
+        return
+    hint = ""
+    if made == size[::-1] and reader.rotation in (90, 270):
+        hint = (
+            f" (the video is shown turned by {reader.rotation} degrees, its display rotation, "
+            "as players and OpenCV show it; these detections were made on the unturned "
+            "pictures: detect again)"
+        )
+    raise InvalidDetectionsError(
+        f"{det_source} was made on {made[0]}x{made[1]} frames but the frames of "
+        f"{reader.path} are {size[0]}x{size[1]}{hint}"
+    )
+
+
 def mine_video(
     video: str | os.PathLike[str],
     detections: str | os.PathLike[str] | VideoDetections,
@@ -161,6 +185,7 @@ def mine_video(
     else:
         dets, det_source = load_detections(detections), str(detections)
     dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
+    check_frame_size(dets, reader, det_source)
     writer = VideoResultWriter(
         Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
     )
