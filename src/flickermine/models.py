@@ -52,6 +52,30 @@ def require_torch() -> Any:
     return torch
 
 
+def resolve_device(device: str) -> Any:
+    """``torch.device(device)``, checked to be usable here (before any model is loaded).
+
+    Raises:
+        ConfigError: not a device name torch knows, or a device this machine lacks.
+    """
+    torch = require_torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device: {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device: {device!r} asked for, but torch sees no CUDA device")
+        if (dev.index or 0) >= count:
+            raise ConfigError(f"device: {device!r} asked for; torch sees {count} CUDA device(s)")
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:  # e.g. mps on a machine without it
+        raise ConfigError(f"device: {device!r} is not usable here: {exc}") from None
+    return dev
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -103,15 +127,13 @@ def _tiny_faster_rcnn(num_classes: int, min_size: int, max_size: int) -> Any:
     )  # fmt: skip
 
 
-def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
-    """A torchvision model with published weights (downloaded and cached by torchvision).
+def published_weights(name: str, weights: str) -> tuple[Any, list[str]]:
+    """The torchvision weights ``weights`` of model ``name`` and their category names by
+    label index, without downloading anything.
 
     Args:
         weights: ``DEFAULT`` or a weights name such as ``COCO_V1`` or
             ``FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1``.
-
-    Returns:
-        The model and its category names by label index.
     """
     require_torch()
     import torchvision
@@ -124,10 +146,25 @@ def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
     try:
         w = torchvision.models.get_weight(weights) if "." in weights else enum[weights]
     except (KeyError, ValueError, AttributeError):
-        choices = ", ".join(["DEFAULT", *(m for m in enum.__members__)])
+        choices = ", ".join(dict.fromkeys(["DEFAULT", *enum.__members__]))
         raise ConfigError(
             f"unknown weights {weights!r} for {name}; choose from {choices} or a checkpoint file"
         ) from None
+    return w, list(w.meta["categories"])
+
+
+def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
+    """A torchvision model with published weights (downloaded and cached by torchvision).
+
+    Args:
+        weights: as for :func:`published_weights`.
+
+    Returns:
+        The model and its category names by label index.
+    """
+    import torchvision
+
+    w, names = published_weights(name, weights)
     try:
         model = torchvision.models.get_model(name, weights=w)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
@@ -135,7 +172,7 @@ def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
             f"cannot load weights {w} for {name}: {exc}. Without a network, pass a checkpoint "
             "file (--weights FILE) or put the weights in torch's cache"
         ) from None
-    return model, list(w.meta["categories"])
+    return model, names
 
 
 def imagenet_model(name: str, num_classes: int, *, min_size: int, max_size: int) -> Any:

@@ -221,6 +221,17 @@ def test_plugin_backend_and_its_errors(small_video, tmp_path, capsys):
                                    "1", "--input-size", "0x640"], "expected positive WxH"),
         ("zero onnx std", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
                            "--std", "0,1,1"], "onnx std: expected > 0"),
+        # Checked before any model is loaded: the published weights are not downloaded.
+        ("unknown COCO category", ["--backend", "torchvision", "--category", "unicorn"],
+         "unknown category 'unicorn'; choose from person, bicycle"),
+        ("unknown weights", ["--backend", "torchvision", "--weights", "nope"],
+         "choose from DEFAULT, COCO_V1 or a checkpoint file"),
+        ("not a device", ["--backend", "torchvision", "--device", "gpu"],
+         "device: 'gpu' is not a torch device"),
+        ("missing CUDA device", ["--backend", "torchvision", "--device", "cuda:99"],
+         "device: 'cuda:99' asked for"),
+        ("half on the CPU", ["--backend", "torchvision", "--half"], "--half needs a CUDA device"),
+        ("nms iou", ["--backend", "torchvision", "--nms-iou", "2"], "nms_iou: expected a value"),
     ],
 )  # fmt: skip
 def test_bad_detector_options(tiny_checkpoint, small_video, tmp_path, capsys, name, extra, message):

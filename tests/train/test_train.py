@@ -148,6 +148,8 @@ def test_yaml_values_are_read_as_their_options_types(tmp_path):
         ("checkpoint of another model", {"weights": "ckpt", "model":
                                          "fasterrcnn_mobilenet_v3_large_320_fpn"},
          "checkpoint is a fasterrcnn_tiny, not a fasterrcnn_mobilenet_v3_large_320_fpn"),
+        ("not a device", {"device": "gpu"}, "device: 'gpu' is not a torch device"),
+        ("missing CUDA device", {"device": "cuda:99"}, "device: 'cuda:99' asked for"),
     ],
 )  # fmt: skip
 def test_bad_training_inputs(shapes, tmp_path, capsys, name, edit, message):
@@ -168,7 +170,8 @@ def test_bad_training_inputs(shapes, tmp_path, capsys, name, edit, message):
     images = str(tmp_path / edit["images"]) if "images" in edit else str(shapes.parent / "images")
     argv = ["train", str(ann), "--images", images, "--out", str(tmp_path / "run"),
             "--category", edit.get("category", "disc"), "--iterations", "1",
-            "--model", edit.get("model", "fasterrcnn_tiny"), "--min-size", "128"]  # fmt: skip
+            "--model", edit.get("model", "fasterrcnn_tiny"), "--min-size", "128",
+            "--device", edit.get("device", "cpu")]  # fmt: skip
     if edit.get("weights") == "ckpt":
         ckpt = tmp_path / "tiny.pt"
         save_checkpoint(ckpt, build_model("fasterrcnn_tiny", 2), "fasterrcnn_tiny",

@@ -9,7 +9,14 @@ import numpy as np
 import numpy.typing as npt
 
 from flickermine.detect.base import DetectError, FrameDetections
-from flickermine.models import DEFAULT_MODEL, load_checkpoint_model, pretrained_model, require_torch
+from flickermine.models import (
+    DEFAULT_MODEL,
+    load_checkpoint_model,
+    pretrained_model,
+    published_weights,
+    require_torch,
+    resolve_device,
+)
 
 
 def is_checkpoint_path(weights: str) -> bool:
@@ -43,6 +50,12 @@ class TorchvisionDetector:
         half: bool = False,
     ) -> None:
         torch = require_torch()
+        # Everything the user chose is checked before a model is loaded (or downloaded).
+        if not 0.0 <= nms_iou <= 1.0:
+            raise DetectError(f"nms_iou: expected a value in [0, 1], got {nms_iou}")
+        self.device = resolve_device(device)
+        if half and self.device.type != "cuda":
+            raise DetectError("--half needs a CUDA device")
         if is_checkpoint_path(weights):
             net, cats, ckpt = load_checkpoint_model(weights, expected_name=None)
             names = ["__background__", *(str(c.get("name", c.get("id"))) for c in cats)]
@@ -50,17 +63,10 @@ class TorchvisionDetector:
             model = ckpt["model_name"]
             label, name = _pick_label(category, names, ids, weights, default_single=True)
         else:
-            net, names = pretrained_model(model, weights)
+            _, names = published_weights(model, weights)  # the category is checked first
             label, name = _pick_label(category, names, list(range(len(names))), weights, False)
+            net, _ = pretrained_model(model, weights)
         self.model_name = model
-        try:
-            self.device = torch.device(device)
-            if self.device.type == "cuda" and not torch.cuda.is_available():
-                raise DetectError("--device cuda asked for, but torch sees no CUDA device")
-        except RuntimeError as exc:
-            raise DetectError(f"invalid device {device!r}: {exc}") from None
-        if half and self.device.type != "cuda":
-            raise DetectError("--half needs a CUDA device")
         self.half = half
         self.net = net.eval().to(self.device)
         if half:

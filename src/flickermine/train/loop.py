@@ -24,6 +24,7 @@ from flickermine.models import (
     pretrained_model,
     read_checkpoint,
     require_torch,
+    resolve_device,
     save_checkpoint,
 )
 from flickermine.train.config import TrainConfig, save_config
@@ -115,11 +116,11 @@ def train(
     """
     torch = require_torch()
     rank, world = _distributed()
+    local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    device = resolve_device(local if config.device == "cuda" and world > 1 else config.device)
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if config.device.startswith("cuda") else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-                          if config.device == "cuda" and world > 1 else config.device)  # fmt: skip
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     coco = load_coco(config.train)
