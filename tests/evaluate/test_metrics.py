@@ -131,3 +131,29 @@ def test_malformed_results_are_refused_naming_the_file_and_the_entry(tmp_path, c
     gt["annotations"][0]["area"] = np.float32(gt["annotations"][0]["area"])
     gt["images"][0]["id"] = np.int64(gt["images"][0]["id"])
     assert coco_metrics(gt, [{**d, "score": np.float32(d["score"])} for d in dets], "car").ap > 0
+
+
+def test_compare_gives_no_difference_where_a_statistic_is_undefined(tmp_path, capsys):
+    gt, dets = synthetic(4, n_images=6)
+    gt["annotations"] = [a for a in gt["annotations"] if a["area"] > 96**2]  # no small boxes
+    for img in gt["images"]:
+        cv2.imwrite(str(tmp_path / img["file_name"]), np.full((480, 640, 3), 80, np.uint8))
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "a.json").write_text(json.dumps(dets))
+    (tmp_path / "b.json").write_text(json.dumps(dets[::2]))
+    out = tmp_path / "cmp"
+    argv = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--gt",
+            str(tmp_path / "gt.json"), "--images", str(tmp_path), "--out", str(out),
+            "--category", "car"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["A"]["ap_small"] == result["B"]["ap_small"] == -1
+    assert result["delta"]["ap_small"] is None
+    assert result["delta"]["ap"] == pytest.approx(result["B"]["ap"] - result["A"]["ap"], abs=1e-6)
+    assert "| ap_small | n/a | n/a | n/a |" in (out / "README.md").read_text()
+    # No ground truth of the category at all: every AP is undefined, so is the difference.
+    gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] != 3]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    capsys.readouterr()
+    assert main([*argv[:-3], str(tmp_path / "cmp2"), "--category", "car"]) == 0
+    assert "car: AP n/a -> n/a (n/a)" in capsys.readouterr().out

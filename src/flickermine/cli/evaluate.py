@@ -13,7 +13,8 @@ from flickermine.dataset import load_coco
 from flickermine.dataset.coco import CocoError, check_coco, check_results, find_category
 from flickermine.errors import ConfigError
 from flickermine.evaluate import coco_metrics, predict_coco
-from flickermine.evaluate.compare import compare
+from flickermine.evaluate.compare import compare, signed_pct
+from flickermine.evaluate.metrics import pct
 
 
 def add_parser(sub: Any) -> None:
@@ -94,8 +95,8 @@ def run_compare(args: argparse.Namespace) -> int:
     )  # fmt: skip
     a, b = result["A"], result["B"]
     fp = result["false_positives_per_image"]
-    print(f"{result['category']}: AP {100 * a['ap']:.1f} -> {100 * b['ap']:.1f} "
-          f"({100 * result['delta']['ap']:+.1f}); false positives per image "
+    print(f"{result['category']}: AP {pct(a['ap'])} -> {pct(b['ap'])} "
+          f"({signed_pct(result['delta']['ap'])}); false positives per image "
           f"{fp['A']:.3f} -> {fp['B']:.3f}; {len(result['pairs'])} picture pairs "
           f"in {args.out}")  # fmt: skip
     return 0

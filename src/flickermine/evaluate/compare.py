@@ -13,7 +13,7 @@ import numpy as np
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
 from flickermine.dataset.coco import Coco, CocoError, image_file
-from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics
+from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics, pct
 from flickermine.report.draw import HARD_POSITIVE_BGR, draw_boxes
 from flickermine.structures import iou_matrix, xywh_to_xyxy
 
@@ -89,7 +89,7 @@ def compare(
     result = {
         "category": ma.category, "category_id": cid, "score_threshold": score_threshold,
         names[0]: ma.to_dict(), names[1]: mb.to_dict(),
-        "delta": {k: round(getattr(mb, k) - getattr(ma, k), 6) for k in STAT_NAMES},
+        "delta": {k: _delta(getattr(ma, k), getattr(mb, k)) for k in STAT_NAMES},
         "false_positives_per_image": {names[0]: sum(map(len, fa.values())) / n,
                                       names[1]: sum(map(len, fb.values())) / n},
         "images_false_positive_removed": removed, "images_false_positive_added": added,
@@ -143,7 +143,7 @@ def _draw_pairs(
 def _markdown(r: dict[str, Any], names: tuple[str, str]) -> str:
     a, b = r[names[0]], r[names[1]]
     rows = "\n".join(
-        f"| {k} | {_pct(a[k])} | {_pct(b[k])} | {100 * r['delta'][k]:+.1f} |"
+        f"| {k} | {pct(a[k])} | {pct(b[k])} | {signed_pct(r['delta'][k])} |"
         for k in ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100")
     )
     fp = r["false_positives_per_image"]
@@ -162,5 +162,11 @@ def _markdown(r: dict[str, Any], names: tuple[str, str]) -> str:
     )
 
 
-def _pct(v: float) -> str:
-    return "n/a" if v < 0 else f"{100 * v:.1f}"
+def _delta(a: float, b: float) -> float | None:
+    """``b - a``; None where either is undefined (COCO's -1: no ground truth of that size)."""
+    return None if a < 0 or b < 0 else round(b - a, 6)
+
+
+def signed_pct(v: float | None) -> str:
+    """A difference of statistics in percent with its sign, ``n/a`` where undefined."""
+    return "n/a" if v is None else f"{100 * v:+.1f}"

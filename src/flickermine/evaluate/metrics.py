@@ -55,11 +55,12 @@ class CocoMetrics:
         ]  # fmt: skip
         head = f"{self.category} (id {self.category_id}), {self.images} images, "
         head += f"{self.detections} detections"
-        return head + "\n" + "\n".join(f"  {n:<12} {_pct(v):>6}" for n, v in rows)
+        return head + "\n" + "\n".join(f"  {n:<12} {pct(v):>6}" for n, v in rows)
 
 
-def _pct(v: float) -> str:
-    return "  n/a" if v < 0 else f"{100 * v:.1f}"
+def pct(v: float) -> str:
+    """A COCO statistic in percent, ``n/a`` where it is undefined (-1)."""
+    return "n/a" if v < 0 else f"{100 * v:.1f}"
 
 
 def coco_metrics(
