@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -106,6 +108,8 @@ def test_video_that_stops_decoding_early_is_reported(scene, tmp_path):
     with pytest.raises(InvalidDetectionsError, match=r"only \d+ frames could be decoded"):
         mine_video(avi, dets, tmp_path / "out")
     assert not (tmp_path / "out" / "cut.json").exists()
+    # Complete outputs or none: not the pictures of the frames judged before decoding stopped.
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["frames", "visualizations"]
 
 
 def test_no_detections_is_an_empty_result(scene, tmp_path):
@@ -142,6 +146,47 @@ def test_folders_seed_layout_and_resume(scene, tmp_path):
     # Other parameters: the finished videos are redone.
     redo = mine_many(jobs, out, MinerParams(window=3), resume=True)
     assert not any(o.skipped for o in redo) and all(o.summary for o in redo)
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from flickermine.mine import find_jobs, mine_many
+def ctrl_c(outcome):  # what a terminal does: SIGINT to the whole process group
+    os.killpg(os.getpgid(0), signal.SIGINT)
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    try:
+        mine_many(find_jobs(Path(sys.argv[1]), Path(sys.argv[2])), sys.argv[3], workers=2,
+                  on_done=ctrl_c)
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_path):
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    for k in range(12):
+        shutil.copy(video, vids / f"v{k}.mp4")
+        shutil.copy(det_path, dets / f"v{k}.parquet")
+    (tmp_path / "run.py").write_text(CTRL_C_SCRIPT)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)],
+        capture_output=True, text=True, timeout=120, start_new_session=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    finished = sorted(out.glob("*.json"))
+    assert 1 <= len(finished) <= 4  # the first, and at most those already being mined
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial outputs left
+    pictured = sorted(p.name for p in (out / "frames").iterdir())
+    assert pictured == sorted(p.stem for p in finished)  # nor pictures of unfinished videos
+    outcomes = mine_many(find_jobs(vids, dets), out, resume=True)  # the rest, later
+    assert sum(o.skipped for o in outcomes) == len(finished)
+    assert all(o.skipped or o.summary for o in outcomes)
 
 
 def test_folder_with_a_video_lacking_detections_is_refused(scene, tmp_path):

@@ -147,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
                     )  # fmt: skip
                 except DetectError:
                     raise  # the detector itself is wrong: every video would fail
+                except KeyboardInterrupt:
+                    print(f"\n{video.name}: stopped; the same command again continues where "
+                          "it stopped (finished videos are skipped).", file=sys.stderr)  # fmt: skip
+                    raise
                 except FlickermineError as exc:
                     _report(video, exc)
                     failed += 1

@@ -124,12 +124,17 @@ def run(args: argparse.Namespace) -> int:
             bar.update(_frames(outcome.job.video))
         bar.set_postfix_str(outcome.job.stem, refresh=True)
 
-    with bar:
-        outcomes = mine_many(
-            jobs, out, params, workers=args.workers, overwrite=args.overwrite,
-            resume=args.resume, partial=args.allow_partial, hard_positives=hard_positives,
-            progress=bar.update, on_done=on_done, decoder=args.decoder,
-        )  # fmt: skip
+    try:
+        with bar:
+            outcomes = mine_many(
+                jobs, out, params, workers=args.workers, overwrite=args.overwrite,
+                resume=args.resume, partial=args.allow_partial, hard_positives=hard_positives,
+                progress=bar.update, on_done=on_done, decoder=args.decoder,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"The videos finished are in {out}; the same command with --resume mines the rest.",
+              file=sys.stderr)  # fmt: skip
+        raise
     if not args.quiet:
         print(format_summary(outcomes, out))
     failed = [o for o in outcomes if o.error]

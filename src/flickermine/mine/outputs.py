@@ -316,10 +316,13 @@ class VideoResultWriter:
         return full
 
     def abort(self) -> None:
-        """Close files after a failure; partial files are removed."""
+        """Close files after a failure (or an interruption): the video's partial files and
+        the pictures written so far are removed, so it has complete outputs or none."""
         with contextlib.suppress(Exception):  # the first error is the one being reported
             self._finish_pictures()
         self._parquet.close()
         self._txt.close()
         self._tmp_verdicts.unlink(missing_ok=True)
         self._tmp_txt.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            remove_outputs(self.out_dir, self.stem)

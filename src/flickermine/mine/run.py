@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -342,19 +343,50 @@ class JobOutcome:
     skipped: bool = False
 
 
+_progress_queue: Any = None  # a worker process's channel for progress (see _worker_init)
+_stop_requested = False  # a worker process was asked to stop (SIGTERM from the parent)
+
+
+def _worker_init(queue: Any) -> None:
+    """Start of a worker process: keep the progress channel; leave Ctrl-C to the parent,
+    which stops the workers (see :func:`mine_many`)."""
+    global _progress_queue
+    _progress_queue = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _request_stop(signum: int, frame: Any) -> None:
+    global _stop_requested
+    _stop_requested = True
+
+
 def _worker(
-    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, Any, str],
+    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, str],
 ) -> dict[str, Any]:
-    job, out_dir, params, hard_positives, overwrite, partial, queue, decoder = args
+    job, out_dir, params, hard_positives, overwrite, partial, decoder = args
+    queue = _progress_queue
 
     def report(n: int) -> None:
-        queue.put(n)
+        if queue is not None:
+            queue.put(n)
+        if _stop_requested:  # in the frame loop: mine_video removes this video's outputs
+            raise KeyboardInterrupt
 
-    return mine_video(
-        job.video, job.detections, out_dir, params,
-        overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
-        decoder="thread" if decoder == "auto" else decoder,  # other workers use the cores
-    )  # fmt: skip
+    # SIGTERM from the parent ends the worker: while a video is mined, at its next progress
+    # report (or once it is complete); between videos at once (the default action).
+    signal.signal(signal.SIGTERM, _request_stop)
+    try:
+        return mine_video(
+            job.video, job.detections, out_dir, params,
+            overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
+            decoder="thread" if decoder == "auto" else decoder,  # other workers use the cores
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        os._exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _stop_requested:
+            os._exit(130)  # not the next queued video
 
 
 def mine_many(
@@ -411,15 +443,15 @@ def mine_many(
                 on_done(outcome)
         return outcomes
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        queue = manager.Queue()
-        futures: dict[Future[dict[str, Any]], MineJob] = {
-            pool.submit(
-                _worker, (job, str(out), params, hard_positives, redo, partial, queue, decoder)
-            ): job
-            for job in todo
-        }
-        pending = set(futures)
+    queue = ctx.Queue()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(queue,))  # fmt: skip
+    futures: dict[Future[dict[str, Any]], MineJob] = {
+        pool.submit(_worker, (job, str(out), params, hard_positives, redo, partial, decoder)): job
+        for job in todo
+    }
+    pending = set(futures)
+    try:
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(queue, progress)
@@ -432,7 +464,19 @@ def mine_many(
                 outcomes.append(outcome)
                 if on_done:
                     on_done(outcome)
-        _drain(queue, progress)
+    except BaseException:
+        # Ctrl-C (or a failure): no new video starts, and the videos being mined stop now,
+        # each removing its partial outputs; finished videos are kept (--resume skips them).
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    _drain(queue, progress)  # what the workers sent before they exited
+    queue.close()
     return outcomes
 
 
