@@ -82,6 +82,26 @@ def test_wanting_every_frame_or_a_short_mask(tmp_path):
     assert any(f._av is None for f in short[2:])
 
 
+@pytest.mark.parametrize("threads", [False, True])
+def test_starting_half_way_decodes_the_rest_and_skips_what_the_rest_does_not_need(
+    tmp_path, threads
+):
+    path = write_video(tmp_path / "b.mp4", textured(40), bframes=3)
+    reader = VideoReader(path)
+    full = [f.bgr.copy() for f in reader.frames(threads=threads)]
+    frames = list(reader.frames(threads=threads, start=17))
+    assert [f.index for f in frames] == list(range(40))
+    assert sum(f._av is None for f in frames[:17]) >= 5  # non-reference frames not decoded
+    for f in frames[17:]:  # every frame from the start on (past any mask): the full pass's
+        assert np.array_equal(f.bgr, full[f.index])
+    # With a mask: only the wanted frames from the start on.
+    wanted = np.zeros(40, np.bool_)
+    wanted[[3, 20, 30]] = True
+    frames = list(reader.frames(threads=threads, wanted=wanted, start=10))
+    assert [np.array_equal(frames[t].bgr, full[t]) for t in (20, 30)] == [True, True]
+    assert sum(f._av is None for f in frames) >= 10
+
+
 @pytest.mark.parametrize("suffix", [".avi", ".mkv"])
 def test_other_containers_and_codecs_number_frames_alike(tmp_path, suffix):
     path = write_video(tmp_path / f"b{suffix}", numbered_frames(12), bframes=2)

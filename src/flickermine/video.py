@@ -175,10 +175,16 @@ class _SkippingPass:
     LOOKAHEAD = 32
 
     def __init__(
-        self, wanted: npt.NDArray[np.bool_], *, reorders: bool = True, turns: int = 0
+        self,
+        wanted: npt.NDArray[np.bool_],
+        *,
+        reorders: bool = True,
+        turns: int = 0,
+        rest_wanted: bool = False,
     ) -> None:
         self.turns = turns  # for the frames made (see Frame)
         self.wanted = np.array(wanted, np.bool_)  # a copy: required frames are added to it
+        self.rest_wanted = rest_wanted  # whether the frames past the end of ``wanted`` are too
         self.reorders = reorders
         self.highest: int | None = None  # the largest timestamp read
         self.reordered = False  # a packet came with a smaller timestamp than an earlier one
@@ -194,7 +200,11 @@ class _SkippingPass:
         self.consistent = True
 
     def is_wanted(self, k: int) -> bool:
-        return k < len(self.wanted) and bool(self.wanted[k])
+        return bool(self.wanted[k]) if k < len(self.wanted) else self.rest_wanted
+
+    def any_wanted(self, a: int, b: int) -> bool:
+        """Whether a frame of ``a..b-1`` is wanted."""
+        return bool(self.wanted[a:b].any()) or (self.rest_wanted and b > max(a, len(self.wanted)))
 
     def read(self, packet: Any) -> list[tuple[Any, bool]]:
         """Take the next packet (decoding order); return the packets now ready for the
@@ -250,7 +260,8 @@ class _SkippingPass:
         self.order.append((self.count, pts))
         if pts in self.leading:
             if self.count >= len(self.wanted):
-                self.wanted = np.concatenate([self.wanted, np.zeros(self.count + 1, np.bool_)])
+                more = np.full(self.count + 1, self.rest_wanted, np.bool_)
+                self.wanted = np.concatenate([self.wanted, more])
             self.wanted[self.count] = True
         self.count += 1
         self.last = pts
@@ -266,7 +277,7 @@ class _SkippingPass:
         """The frames up to this decoded one (skipped ones without pixels), or None if it
         does not fit the numbering."""
         k = self.numbered.get(av_frame.pts, -1) if av_frame.pts is not None else -1
-        if k < self.next or bool(self.wanted[self.next : k].any()):
+        if k < self.next or self.any_wanted(self.next, k):
             self.consistent = False
             return None
         while self.order and self.order[0][0] <= k:
@@ -278,7 +289,7 @@ class _SkippingPass:
 
     def rest(self) -> Iterator[Frame]:
         """The frames after the last decoded one (all skipped), once the stream is done."""
-        if self.consistent and not self.wanted[self.next : self.count].any():
+        if self.consistent and not self.any_wanted(self.next, self.count):
             for k in range(self.next, self.count):
                 yield Frame(k)
             self.next = self.count
@@ -373,7 +384,11 @@ class VideoReader:
         return self.frames()
 
     def frames(
-        self, *, threads: bool | None = None, wanted: npt.NDArray[np.bool_] | None = None
+        self,
+        *,
+        threads: bool | None = None,
+        wanted: npt.NDArray[np.bool_] | None = None,
+        start: int = 0,
     ) -> Iterator[Frame]:
         """Decode every frame in order; ``threads`` overrides the reader's setting for this
         pass (no new probe of the file).
@@ -389,12 +404,20 @@ class VideoReader:
         timestamps show the decoder's reordering; frames displayed before that keyframe are
         always decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
         without skipping (see ``_SkippingPass``).
+
+        ``start``: the frames before it are not wanted (with ``wanted``), or, alone, every
+        frame from it on is (a run that resumes half way through a video).
         """
         threads = self._threads if threads is None else threads
         index = 0  # the next frame to yield
         try:
-            if wanted is not None and self.can_skip:
-                skipping = _SkippingPass(wanted, reorders=self.reorders, turns=self._turns)
+            if (wanted is not None or start > 0) and self.can_skip:
+                rest_wanted = wanted is None  # only ``start`` given: every frame from it on
+                mask = np.zeros(start, np.bool_) if wanted is None else np.array(wanted, np.bool_)
+                mask[:start] = False
+                skipping = _SkippingPass(
+                    mask, reorders=self.reorders, turns=self._turns, rest_wanted=rest_wanted
+                )
                 for frame in self._decode(threads, skipping):
                     yield frame
                     index = frame.index + 1

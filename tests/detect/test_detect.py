@@ -340,6 +340,48 @@ def test_damaged_leftovers_of_an_interrupted_run_are_detected_again(small_video,
         out.unlink()
 
 
+def test_a_resumed_run_on_a_video_with_b_frames_ends_with_the_same_file(tmp_path):
+    # Resuming skips decoding the earlier frames nothing later depends on (B-frames here).
+    from detect.plugin_examples import bright_squares
+
+    from factories import Sprite, render_frames, texture, write_video
+
+    a = Sprite(texture(3, 40, 30), {t: (10 + 5 * t, 20 + (t % 7)) for t in range(30)})
+    frames = render_frames(30, 240, 120, [a])
+    for t, f in enumerate(frames):
+        f[5 + t : 15 + t, 200:212] = 255  # a moving bright square: boxes differ frame by frame
+    video = write_video(tmp_path / "b.mp4", frames, bframes=3)
+
+    class Squares:
+        category, description = "square", "squares"
+
+        def __init__(self, stop_after=None):
+            self.stop_after, self.seen = stop_after, []
+
+        def __call__(self, batch):
+            if self.stop_after is not None and len(self.seen) >= self.stop_after:
+                raise KeyboardInterrupt
+            self.seen.extend(f.copy() for f in batch)
+            return bright_squares(batch)
+
+    full, _ = detect_to_file(video, Squares(), tmp_path / "full.parquet", chunk_frames=4)
+    out = tmp_path / "out" / "b.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        detect_to_file(video, Squares(stop_after=14), out, chunk_frames=4)
+    resumed = Squares()
+    got, computed = detect_to_file(video, resumed, out, chunk_frames=4)
+    assert (
+        computed
+        and got.equals(full)
+        and out.read_bytes() == (tmp_path / "full.parquet").read_bytes()
+    )
+    assert len(resumed.seen) == 30 - 12  # from the first frame of the unfinished chunk
+    reference = Squares()
+    detect_to_file(video, reference, tmp_path / "again.parquet", chunk_frames=4)
+    for seen, want in zip(resumed.seen, reference.seen[12:], strict=True):
+        assert np.array_equal(seen, want)  # the right frames, decoded exactly
+
+
 def test_published_weights_without_a_network_say_what_to_do(tmp_path, capsys, monkeypatch):
     import socket
 

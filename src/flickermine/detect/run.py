@@ -93,7 +93,8 @@ def _detect_frames(
             rows.extend(pending)
             pending.clear()
 
-    frames = prefetch(iter(reader), size=2 * batch_size * max(1, workers) + 4)
+    # A resumed run: the frames before ``start`` are decoded only as far as later ones need.
+    frames = prefetch(reader.frames(start=start), size=2 * batch_size * max(1, workers) + 4)
     in_flight: deque[tuple[list[int], Future[Any]]] = deque()
     batch: list[np.ndarray] = []
     indices: list[int] = []
