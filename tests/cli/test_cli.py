@@ -162,3 +162,34 @@ def test_folder_with_a_broken_video_mines_the_rest(scene, tmp_path, capsys):
     assert rc == 1 and "1 video(s) mined" in captured.out
     assert "Error: " in captured.err and "bad.mp4" in captured.err
     assert (tmp_path / "o" / "good.json").is_file()
+
+
+def test_sigterm_stops_mine_cleanly_and_resume_finishes(scene, tmp_path):
+    import shutil
+    import signal
+    import time
+
+    video, txt = scene
+    vids, dets, out = tmp_path / "videos", tmp_path / "dets", tmp_path / "out"
+    vids.mkdir()
+    dets.mkdir()
+    for k in range(20):
+        shutil.copy(video, vids / f"v{k:02d}.mp4")
+        shutil.copy(txt, dets / f"v{k:02d}.txt")
+    argv = [sys.executable, "-m", "flickermine.cli.main", "mine", str(vids), "--detections",
+            str(dets), "--out", str(out), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*.json")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # what a scheduler does to stop a job
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Terminated." in err and "--resume" in err
+    finished = sorted(p.stem for p in out.glob("*.json"))
+    assert 1 <= len(finished) < 20
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial files
+    assert sorted(p.name for p in (out / "frames").iterdir()) == finished
+    again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.glob("*.json"))) == 20

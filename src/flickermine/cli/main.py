@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from flickermine import __version__
 from flickermine.cli import convert, dataset, demo, detect, evaluate, fetch, mine, train
@@ -28,8 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill`` stopping the job): it unwinds like Ctrl-C, so every
+    stage leaves its outputs as an interruption does (complete, or resumable)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 partial failure, 2 error)."""
+    """Run the command line; returns the exit status (0 ok, 1 partial failure, 2 error,
+    130 interrupted by Ctrl-C, 143 stopped by SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -37,13 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.run(args))
+        with _sigterm_unwinds():
+            return int(args.run(args))
     except FlickermineError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permissions ...: the message names the file
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("Terminated.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
