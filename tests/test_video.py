@@ -351,3 +351,29 @@ def test_a_video_without_display_rotation_is_not_turned(tmp_path):
     reader = VideoReader(write_video(tmp_path / "v.mp4", textured(2)))
     assert reader.rotation == 0
     assert next(iter(reader)).gray.shape == (48, 64)
+
+
+def test_the_main_video_stream_is_read_not_a_cover_picture_before_it(tmp_path):
+    import av
+
+    path = tmp_path / "with-cover.mkv"
+    with av.open(str(path), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)  # one still picture, the file's first stream
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        main = out.add_stream("libx264", rate=12)
+        main.width, main.height, main.pix_fmt = 64, 48, "yuv420p"
+        still = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 250, np.uint8), format="bgr24")
+        for packet in [*cover.encode(still), *cover.encode()]:
+            out.mux(packet)
+        for img in numbered_frames(12):
+            for packet in main.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in main.encode():
+            out.mux(packet)
+    with av.open(str(path)) as probe:
+        assert probe.streams.video[0].codec_context.name == "mjpeg"
+    reader = VideoReader(path)
+    assert (reader.codec, reader.num_frames, reader.width, reader.height) == ("h264", 12, 64, 48)
+    levels = [(f.index, round(float(f.bgr.mean()) / 10)) for f in reader]
+    assert levels == [(t, t) for t in range(12)]

@@ -297,6 +297,12 @@ class _SkippingPass:
             self.consistent = False
 
 
+def _video_stream(container: Any) -> Any:
+    """The video stream to read: FFmpeg's choice of the main one (not a cover picture or a
+    thumbnail track), as players make it."""
+    return container.streams.best("video") or container.streams.video[0]
+
+
 class VideoReader:
     """Sequential reader of one video file.
 
@@ -320,7 +326,7 @@ class VideoReader:
         try:
             if not container.streams.video:
                 raise VideoError(f"{self.path}: no video stream in file")
-            stream = container.streams.video[0]
+            stream = _video_stream(container)
             self.codec = str(stream.codec_context.name)
             formats = set(str(container.format.name).split(","))
             #: Whether a pass may skip unwanted non-reference frames (see :meth:`frames`).
@@ -366,7 +372,7 @@ class VideoReader:
         """Frame count for containers that do not store it (e.g. Matroska): demux, no decode."""
         container = self._open()
         try:
-            stream = container.streams.video[0]
+            stream = _video_stream(container)
             return sum(1 for pkt in container.demux(stream) if pkt.size)
         except _AV_ERRORS as exc:
             raise VideoError(f"{self.path}: cannot read video: {exc}") from None
@@ -443,7 +449,7 @@ class VideoReader:
     def _decode(self, threads: bool, skipping: _SkippingPass | None) -> Iterator[Frame]:
         container = self._open()
         try:
-            stream = container.streams.video[0]
+            stream = _video_stream(container)
             if threads:
                 stream.thread_type = "AUTO"
             else:
