@@ -377,3 +377,32 @@ def test_the_main_video_stream_is_read_not_a_cover_picture_before_it(tmp_path):
     assert (reader.codec, reader.num_frames, reader.width, reader.height) == ("h264", 12, 64, 48)
     levels = [(f.index, round(float(f.bgr.mean()) / 10)) for f in reader]
     assert levels == [(t, t) for t in range(12)]
+
+
+def test_a_frame_size_change_within_the_video_is_an_error_naming_the_frame(tmp_path):
+    import av
+
+    from factories import texture
+
+    def segment(path, width, height, seed):
+        with av.open(str(path), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for t in range(10):
+                img = texture(seed + t, height, width)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        return path.read_bytes()
+
+    joined = tmp_path / "joined.ts"  # MPEG-TS files joined byte by byte play as one video
+    joined.write_bytes(
+        segment(tmp_path / "a.ts", 96, 64, 0) + segment(tmp_path / "b.ts", 64, 48, 9)
+    )
+    reader = VideoReader(joined)
+    for frames in (reader.frames(), reader.frames(wanted=np.ones(20, np.bool_))):
+        seen = []
+        with pytest.raises(VideoError, match=r"joined.ts: frame 11 \(1-based\) is 64x48, .* 96x64"):
+            seen.extend(f.index for f in frames)
+        assert seen == list(range(10))

@@ -352,6 +352,7 @@ class VideoReader:
         #: show them upright, as players and OpenCV do: the file's display matrix (phone
         #: videos), to the nearest quarter turn; mirroring is not applied.
         self.rotation = (-90 * self._turns) % 360
+        self._coded_size = (width, height)  # of the decoded pictures, before any turn
         #: Size of the upright frames (the images given, and the detections' coordinates).
         self.width, self.height = (height, width) if self._turns % 2 else (width, height)
 
@@ -456,6 +457,7 @@ class VideoReader:
                 stream.codec_context.thread_count = 1
             if skipping is None:
                 for index, av_frame in enumerate(container.decode(stream)):
+                    self._check_size(av_frame, index)
                     yield Frame(index, av_frame, turns=self._turns)
                 return
             codec = stream.codec_context
@@ -476,6 +478,7 @@ class VideoReader:
                         frames = skipping.place(av_frame)
                         if frames is None:
                             return
+                        self._check_size(av_frame, frames[-1].index)
                         yield from frames
             if not flushed:  # no end-of-stream packet came: the full pass takes over
                 skipping.consistent = False
@@ -483,6 +486,15 @@ class VideoReader:
             yield from skipping.rest()
         finally:
             container.close()
+
+    def _check_size(self, av_frame: Any, index: int) -> None:
+        if (av_frame.width, av_frame.height) != self._coded_size:
+            raise VideoError(
+                f"{self.path}: frame {index + 1} (1-based) is {av_frame.width}x"
+                f"{av_frame.height}, the video's frames are {self._coded_size[0]}x"
+                f"{self._coded_size[1]}: the frame size changes within the video (joined "
+                "recordings?); re-encode it to one size"
+            )
 
     def __repr__(self) -> str:
         return (
