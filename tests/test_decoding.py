@@ -5,6 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +107,35 @@ def test_a_killed_decoder_is_an_error_not_a_hang(tmp_path):
         for _ in frames:
             pass
     assert first.index == 0
+
+
+_PARENT_KILLED = """
+import multiprocessing as mp, os, signal, sys
+from flickermine.decoding import PixelNeeds, decode_in_process
+frames = decode_in_process(sys.argv[1], PixelNeeds.every(300), slots=2)
+next(frames)  # the child now waits for a free slot, or sends
+print(*[p.pid for p in mp.active_children()], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_path):
+    from tests_helpers import wait_gone
+
+    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+    script = tmp_path / "run.py"
+    script.write_text(_PARENT_KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), str(video)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None
+    children = [int(p) for p in proc.stdout.readline().split()]
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert len(children) == 1
+    left = wait_gone(children, timeout=10)
+    for pid in left:  # not to leave it behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
 
 
 _AFTER_A_CONVERSION = """

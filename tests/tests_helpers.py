@@ -21,3 +21,21 @@ def first_frames(src: Path, dst: Path, n: int) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return dst
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` is running (a zombie nobody reaped counts as gone); return
+    those still running after ``timeout`` seconds."""
+    import time
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+        return state not in ("Z", "X")
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(running(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if running(p)]

@@ -105,7 +105,13 @@ def _child(
     shape: tuple[int, int],
     data: Connection,
     free: Connection,
+    parent_ends: tuple[Connection, ...] = (),
 ) -> None:
+    # The parent's ends of both pipes came along with the fork: closed, so that when the
+    # parent dies (even by SIGKILL) sending fails and waiting for slots ends, and this process
+    # exits instead of waiting forever.
+    for end in parent_ends:
+        end.close()
     height, width = shape
     gray_size = height * width
     slot_size = gray_size * 4
@@ -222,7 +228,17 @@ def decode_in_process(
     limit = sys.maxsize if limit is None else limit  # a container's frame count may be short
     child = ctx.Process(
         target=_child,
-        args=(reader, needs, max(0, limit), buffer, slots, shape, data_send, free_recv),
+        args=(
+            reader,
+            needs,
+            max(0, limit),
+            buffer,
+            slots,
+            shape,
+            data_send,
+            free_recv,
+            (data_recv, free_send),
+        ),
         name="flickermine-decoder",
         daemon=True,
     )

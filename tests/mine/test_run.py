@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -187,6 +190,49 @@ def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_pat
     outcomes = mine_many(find_jobs(vids, dets), out, resume=True)  # the rest, later
     assert sum(o.skipped for o in outcomes) == len(finished)
     assert all(o.skipped or o.summary for o in outcomes)
+
+
+KILLED_SCRIPT = """
+import multiprocessing as mp, os, signal, sys
+from pathlib import Path
+from flickermine.mine import find_jobs, mine_many
+def killed(outcome):  # the parent dies outright (SIGKILL, out of memory) half way
+    print(*[p.pid for p in mp.active_children()], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+if __name__ == "__main__":
+    mine_many(find_jobs(Path(sys.argv[1]), Path(sys.argv[2])), sys.argv[3], workers=2,
+              on_done=killed)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path):
+    from tests_helpers import wait_gone
+
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    for k in range(12):
+        shutil.copy(video, vids / f"v{k}.mp4")
+        shutil.copy(det_path, dets / f"v{k}.parquet")
+    (tmp_path / "run.py").write_text(KILLED_SCRIPT)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert len(workers) == 2
+    left = wait_gone(workers, timeout=15)
+    for pid in left:  # not to leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial outputs left
+    finished = sorted(p.stem for p in out.glob("*.json"))
+    assert sorted(p.name for p in (out / "frames").iterdir()) == finished
 
 
 def test_folder_with_a_video_lacking_detections_is_refused(scene, tmp_path):

@@ -9,6 +9,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -349,10 +350,22 @@ _stop_requested = False  # a worker process was asked to stop (SIGTERM from the 
 
 def _worker_init(queue: Any) -> None:
     """Start of a worker process: keep the progress channel; leave Ctrl-C to the parent,
-    which stops the workers (see :func:`mine_many`)."""
+    which stops the workers (see :func:`mine_many`); stop if the parent dies."""
     global _progress_queue
     _progress_queue = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_watch_parent, args=(os.getppid(),), name="flickermine-orphan", daemon=True
+    ).start()
+
+
+def _watch_parent(parent: int) -> None:
+    # A parent killed outright (SIGKILL, out of memory) cannot stop its workers, and the
+    # pool's queues never tell them: they would wait for work forever. An orphan is adopted by
+    # another process, so its parent id changes; it then stops as if the parent had asked.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _request_stop(signum: int, frame: Any) -> None:
