@@ -193,3 +193,33 @@ def test_sigterm_stops_mine_cleanly_and_resume_finishes(scene, tmp_path):
     again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     assert len(list(out.glob("*.json"))) == 20
+
+
+def test_shards_split_the_videos_between_jobs_writing_one_folder(scene, tmp_path, capsys):
+    import shutil
+
+    video, txt = scene
+    vids, dets, out = tmp_path / "videos", tmp_path / "dets", tmp_path / "out"
+    vids.mkdir()
+    dets.mkdir()
+    names = [f"v{k}" for k in range(5)]
+    for name in names:
+        shutil.copy(video, vids / f"{name}.mp4")
+        shutil.copy(txt, dets / f"{name}.txt")
+    argv = ["mine", str(vids), "--detections", str(dets), "--out", str(out), "--quiet"]
+    assert main([*argv, "--shard", "0/2"]) == 0
+    first = sorted(p.stem for p in out.glob("*.json"))
+    assert first == ["v0", "v2", "v4"]
+    assert main([*argv, "--shard", "1/2"]) == 0  # the other job, same folder, no flag needed
+    assert sorted(p.stem for p in out.glob("*.json")) == names
+    capsys.readouterr()
+    assert main([*argv, "--shard", "1/2"]) == 2  # its own outputs exist: refused as always
+    assert "v1.txt: output of an earlier run exists" in capsys.readouterr().err
+    assert main([*argv, "--shard", "1/2", "--resume"]) == 0
+    for bad in ("2/2", "1/0", "half", "-1/3"):
+        assert main([*argv, f"--shard={bad}"]) == 2
+        assert "--shard: expected" in capsys.readouterr().err
+    detect = ["detect", str(vids), "--out", str(tmp_path / "d"), "--backend",
+              "detect.plugin_examples:bright_squares"]  # fmt: skip
+    assert main([*detect, "--shard", "3/4"]) == 0
+    assert [p.name for p in (tmp_path / "d").glob("*.parquet")] == ["v3.parquet"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from flickermine.errors import OutputExistsError
+from flickermine.errors import ConfigError, OutputExistsError
+
+T = TypeVar("T")
 
 
 def progress_bar(total: int | None, desc: str, unit: str = "frame", **kw: Any) -> tqdm:
@@ -33,3 +37,27 @@ def check_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
             f"{out}: output folder exists and is not empty; pass --overwrite to replace the "
             "results of these videos or --resume to keep the finished ones"
         )
+
+
+def add_shard_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--shard K/N``: this job takes every N-th video, starting with the K-th."""
+    p.add_argument(
+        "--shard", metavar="K/N",
+        help=f"{what} only the K-th of N shares of the videos (K = 0..N-1, by sorted name), for "
+        "N jobs run side by side on one folder (e.g. a SLURM array: "
+        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
+    )  # fmt: skip
+
+
+def take_shard(items: Sequence[T], shard: str | None) -> list[T]:
+    """The items of shard ``"K/N"`` (every N-th from the K-th); all of them for ``None``."""
+    if shard is None:
+        return list(items)
+    try:
+        k_text, n_text = shard.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ConfigError(f"--shard: expected K/N such as 0/4, got {shard!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ConfigError(f"--shard: expected 0 <= K < N, got {shard!r}")
+    return list(items[k::n])

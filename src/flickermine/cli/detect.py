@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flickermine.cli._common import progress_bar
+from flickermine.cli._common import add_shard_argument, progress_bar, take_shard
 from flickermine.detect import OnnxSpec, build_detector, detect_to_file, read_class_names
 from flickermine.detect.base import DetectError
 from flickermine.errors import ConfigError, FlickermineError, VideoError
@@ -48,6 +48,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--legacy-txt", action="store_true", help="also write the seed's text format")
     p.add_argument("--overwrite", action="store_true", help="redo videos already detected")
     p.add_argument("--chunk-frames", type=int, default=256, help="frames per resumable chunk")
+    add_shard_argument(p, "detect")
     o = p.add_argument_group("onnx backend")
     o.add_argument("--input-size", help="WxH the model expects (default: frames as they are)")
     o.add_argument("--resize", default="stretch", choices=("stretch", "letterbox"))
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     videos = list_videos(src) if src.is_dir() else [src]
     if not videos:
         raise ConfigError(f"{src}: no video files found")
+    videos = take_shard(videos, args.shard)
     detector = build_detector(
         args.backend, model=args.model, weights=args.weights, category=args.category,
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, device=args.device,

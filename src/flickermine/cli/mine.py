@@ -7,9 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flickermine.cli._common import check_output_dir, progress_bar
-from flickermine.errors import ConfigError, FlickermineError
+from flickermine.cli._common import (
+    add_shard_argument,
+    check_output_dir,
+    progress_bar,
+    take_shard,
+)
+from flickermine.errors import ConfigError, FlickermineError, OutputExistsError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
+from flickermine.mine.outputs import existing_outputs
 from flickermine.mine.run import DECODERS, JobOutcome
 from flickermine.video import VideoReader
 
@@ -102,6 +108,7 @@ def add_parser(sub: Any) -> None:
         "thread; auto: the process where possible, the thread with --workers > 1",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_shard_argument(p, "mine")
     add_param_flags(p)
     add_hard_positive_flags(p)
     p.set_defaults(run=run)
@@ -113,9 +120,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("a VIDEO (file or folder) is required")
     params = params_from_args(args)
     hard_positives = hard_positive_params_from_args(args)
-    jobs = find_jobs(video, args.detections)
+    jobs = take_shard(sorted(find_jobs(video, args.detections), key=lambda j: j.stem), args.shard)
     out = Path(args.out)
-    check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    if args.shard is None:
+        check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    elif not (args.overwrite or args.resume):  # the other shards write into the same folder
+        found = [p for job in jobs for p in existing_outputs(out, job.stem)]
+        if found:
+            raise OutputExistsError(
+                f"{found[0]}: output of an earlier run exists; pass --overwrite to replace it "
+                "or --resume to keep the finished videos"
+            )
     total = sum(_frames(job.video) for job in jobs)
     bar = progress_bar(total, f"mining {len(jobs)} video(s)", disable=args.quiet)
 
