@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -134,12 +135,21 @@ class VideoResultWriter:
                 f"{found[0]}: output of an earlier run exists; pass overwrite=True "
                 "(--overwrite) to replace it or resume (--resume) to keep finished videos"
             )
-        remove_outputs(self.out_dir, stem)
-        self.paths["frames"].mkdir(parents=True)
-        self.paths["visualizations"].mkdir(parents=True)
         self.params = params
         self._tmp_txt = self.out_dir / f".{stem}.txt.partial"
         self._tmp_verdicts = self.out_dir / f".{stem}.verdicts.parquet.partial"
+        try:
+            self._open()
+        except BaseException:  # even Ctrl-C here leaves no partial outputs
+            if getattr(self, "_txt", None) is not None:
+                self._txt.close()
+            self._remove_all()
+            raise
+
+    def _open(self) -> None:
+        remove_outputs(self.out_dir, self.stem)
+        self.paths["frames"].mkdir(parents=True)
+        self.paths["visualizations"].mkdir(parents=True)
         self._txt = self._tmp_txt.open("w", encoding="utf-8")
         self._schema = pa.schema(
             [
@@ -160,13 +170,17 @@ class VideoResultWriter:
                 ("support_after", pa.int32()),
                 ("similarity", pa.float32()),
             ],
-            metadata={b"flickermine": json.dumps({"params": params}).encode()},
+            metadata={b"flickermine": json.dumps({"params": self.params}).encode()},
         )
         self._parquet = pq.ParquetWriter(self._tmp_verdicts, self._schema, compression="zstd")
         self._rows: list[_Rows] = []
         # Pictures are encoded and written in a background thread (JPEG encoding and file
         # writes release the GIL), in order, a few frames behind the miner.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="flickermine-writer")
+        # Held while a picture is written and while an aborted video's outputs are removed:
+        # a picture written late would otherwise bring back the folder just removed.
+        self._write_lock = threading.Lock()
+        self._aborted = False
         self._pictures: deque[Future[None]] = deque()
         self._pending_rows = 0
         self.counts = {
@@ -205,18 +219,22 @@ class VideoResultWriter:
     def _write_frame(self, fv: FrameVerdicts) -> None:
         name = f"frame{fv.index + 1}.jpg"
         image = fv.frame.bgr
-        atomic_write_bytes(self.paths["frames"] / name, encode_jpeg(image))
+        original = encode_jpeg(image)
         hp_boxes = np.array([hp.box for hp in fv.hard_positives]).reshape(-1, 4)
-        picture = draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative, hp_boxes)
-        atomic_write_bytes(self.paths["visualizations"] / name, encode_jpeg(picture))
+        picture = encode_jpeg(draw_verdicts(image, fv.xyxy, fv.score, fv.hard_negative, hp_boxes))
         # Hard positives are objects: flag 1 like the pseudo-positives (the seed knew 0 and 1).
         boxes = np.concatenate([fv.xyxy.astype(np.float64), hp_boxes])
         flags = [0 if hn else 1 for hn in fv.hard_negative] + [1] * len(hp_boxes)
         lines = [f"{self.stem}/{name}", str(len(flags))]
         for (x1, y1, x2, y2), flag in zip(boxes, flags, strict=True):
             lines.append(f"{x1:f} {y1:f} {x2 - x1:f} {y2 - y1:f} {flag}")
-        self._txt.write("\n".join(lines) + "\n")
-        self.counts["frames_written"] += 1
+        with self._write_lock:
+            if self._aborted:
+                return
+            atomic_write_bytes(self.paths["frames"] / name, original)
+            atomic_write_bytes(self.paths["visualizations"] / name, picture)
+            self._txt.write("\n".join(lines) + "\n")
+            self.counts["frames_written"] += 1
 
     def _flush(self) -> None:
         if not self._rows:
@@ -304,15 +322,19 @@ class VideoResultWriter:
 
     def close(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Finish every file; the summary JSON is written last. Returns the summary."""
-        self._finish_pictures()
-        self._flush()
-        self._parquet.close()
-        self._txt.close()
-        os.replace(self._tmp_verdicts, self.paths["verdicts"])
-        os.replace(self._tmp_txt, self.paths["result_txt"])
-        full = {**summary, **self.counts, "params": self.params}
-        full["outputs"] = {k: str(v) for k, v in self.paths.items()}
-        atomic_write_text(self.paths["summary"], json.dumps(full, indent=2) + "\n")
+        try:
+            self._finish_pictures()
+            self._flush()
+            self._parquet.close()
+            self._txt.close()
+            os.replace(self._tmp_verdicts, self.paths["verdicts"])
+            os.replace(self._tmp_txt, self.paths["result_txt"])
+            full = {**summary, **self.counts, "params": self.params}
+            full["outputs"] = {k: str(v) for k, v in self.paths.items()}
+            atomic_write_text(self.paths["summary"], json.dumps(full, indent=2) + "\n")
+        except BaseException:  # a failure or an interruption half way: no outputs at all
+            self.abort()
+            raise
         return full
 
     def abort(self) -> None:
@@ -320,9 +342,23 @@ class VideoResultWriter:
         the pictures written so far are removed, so it has complete outputs or none."""
         with contextlib.suppress(Exception):  # the first error is the one being reported
             self._finish_pictures()
-        self._parquet.close()
+        with contextlib.suppress(Exception):
+            self._parquet.close()
         self._txt.close()
-        self._tmp_verdicts.unlink(missing_ok=True)
-        self._tmp_txt.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            remove_outputs(self.out_dir, self.stem)
+        self._remove_all()
+
+    def _remove_all(self) -> None:
+        """Delete the partial files and every output of this video."""
+        lock = getattr(self, "_write_lock", None) or threading.Lock()
+        with lock:
+            self._aborted = True
+            self._remove_files()
+
+    def _remove_files(self) -> None:
+        for remove in (
+            self._tmp_verdicts.unlink,
+            self._tmp_txt.unlink,
+            lambda: remove_outputs(self.out_dir, self.stem),
+        ):
+            with contextlib.suppress(OSError):
+                remove()

@@ -188,9 +188,6 @@ def mine_video(
         dets, det_source = load_detections(detections), str(detections)
     dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
     check_frame_size(dets, reader, det_source)
-    writer = VideoResultWriter(
-        Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
-    )
     counter = _FrameCounter(progress)
     in_process = _use_process(decoder)
 
@@ -201,7 +198,11 @@ def mine_video(
         single = reader.frames(threads=False, wanted=needs.any())
         return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
 
+    writer: VideoResultWriter | None = None
     try:
+        writer = VideoResultWriter(
+            Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
+        )
         # With the decoder on another core, OpenCV's own worker threads only get in its way.
         with _opencv_threads(1 if in_process else None):
             for verdicts in iter_flickers(
@@ -210,7 +211,8 @@ def mine_video(
             ):  # fmt: skip
                 writer.add(verdicts)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     decoded = counter.count
     if decoded < dets.num_frames:
