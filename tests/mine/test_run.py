@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -151,6 +152,18 @@ def test_folders_seed_layout_and_resume(scene, tmp_path):
     assert not any(o.skipped for o in redo) and all(o.summary for o in redo)
 
 
+def copies_of(scene, tmp_path, n):
+    """A folder of ``n`` copies of the scene's video (v0.mp4 ...) and one of their detections."""
+    video, det_path, _ = scene
+    vids, dets = tmp_path / "videos", tmp_path / "dets"
+    vids.mkdir()
+    dets.mkdir()
+    for k in range(n):
+        shutil.copy(video, vids / f"v{k}.mp4")
+        shutil.copy(det_path, dets / f"v{k}.parquet")
+    return vids, dets
+
+
 CTRL_C_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
@@ -168,13 +181,7 @@ if __name__ == "__main__":
 
 
 def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_path):
-    video, det_path, _ = scene
-    vids, dets = tmp_path / "videos", tmp_path / "dets"
-    vids.mkdir()
-    dets.mkdir()
-    for k in range(12):
-        shutil.copy(video, vids / f"v{k}.mp4")
-        shutil.copy(det_path, dets / f"v{k}.parquet")
+    vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(CTRL_C_SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -209,13 +216,7 @@ if __name__ == "__main__":
 def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path):
     from tests_helpers import wait_gone
 
-    video, det_path, _ = scene
-    vids, dets = tmp_path / "videos", tmp_path / "dets"
-    vids.mkdir()
-    dets.mkdir()
-    for k in range(12):
-        shutil.copy(video, vids / f"v{k}.mp4")
-        shutil.copy(det_path, dets / f"v{k}.parquet")
+    vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(KILLED_SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -233,6 +234,47 @@ def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial outputs left
     finished = sorted(p.stem for p in out.glob("*.json"))
     assert sorted(p.name for p in (out / "frames").iterdir()) == finished
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
+def test_a_worker_killed_while_mining_fails_only_its_video(scene, tmp_path):
+    import multiprocessing as mp
+    import threading
+    import time
+
+    vids, dets = copies_of(scene, tmp_path, 6)
+    # v3 is longer, so that its worker can be caught mining it.
+    a = Sprite(texture(7, 64, 48), {t: (100 + (t % 40), 80) for t in range(400)})
+    write_video(vids / "v3.mp4", render_frames(400, sprites=[a]))
+    save_detections(detections(sprite_rows(a, range(400)), 400), dets / "v3.parquet")
+    killed: list[int] = []
+
+    def kill_the_worker_reading_v3() -> None:  # as the out-of-memory killer would
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for child in mp.active_children():
+                with contextlib.suppress(OSError):
+                    fds = Path(f"/proc/{child.pid}/fd")
+                    if any(os.readlink(fd).endswith("v3.mp4") for fd in fds.iterdir()):
+                        os.kill(child.pid, signal.SIGKILL)
+                        killed.append(child.pid)
+                        return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_the_worker_reading_v3)
+    killer.start()
+    out = tmp_path / "out"
+    outcomes = mine_many(find_jobs(vids, dets), out, workers=2)
+    killer.join()
+    assert killed
+    by_stem = {o.job.stem: o for o in outcomes}
+    assert sorted(by_stem) == [f"v{k}" for k in range(6)]
+    assert by_stem["v3"].error and "died (killed by SIGKILL, out of memory?)" in by_stem["v3"].error
+    assert all(o.summary for stem, o in by_stem.items() if stem != "v3"), outcomes
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [
+        f"v{k}" for k in range(6) if k != 3
+    ]
 
 
 def test_folder_with_a_video_lacking_detections_is_refused(scene, tmp_path):

@@ -97,6 +97,21 @@ def remove_outputs(out_dir: Path, stem: str) -> None:
             path.unlink(missing_ok=True)
 
 
+def partial_paths(out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """The files of ``stem`` being written (renamed to their names when the video is done)."""
+    return out_dir / f".{stem}.txt.partial", out_dir / f".{stem}.verdicts.parquet.partial"
+
+
+def discard_outputs(out_dir: Path, stem: str) -> None:
+    """Delete everything of ``stem``, finished or partial (a video that did not finish: it has
+    complete outputs or none)."""
+    for path in partial_paths(out_dir, stem):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        remove_outputs(out_dir, stem)
+
+
 def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     """Outputs of ``stem`` that already exist."""
     return [p for p in output_paths(out_dir, stem).values() if p.exists()]
@@ -136,8 +151,7 @@ class VideoResultWriter:
                 "(--overwrite) to replace it or resume (--resume) to keep finished videos"
             )
         self.params = params
-        self._tmp_txt = self.out_dir / f".{stem}.txt.partial"
-        self._tmp_verdicts = self.out_dir / f".{stem}.verdicts.parquet.partial"
+        self._tmp_txt, self._tmp_verdicts = partial_paths(self.out_dir, stem)
         try:
             self._open()
         except BaseException:  # even Ctrl-C here leaves no partial outputs
@@ -352,13 +366,4 @@ class VideoResultWriter:
         lock = getattr(self, "_write_lock", None) or threading.Lock()
         with lock:
             self._aborted = True
-            self._remove_files()
-
-    def _remove_files(self) -> None:
-        for remove in (
-            self._tmp_verdicts.unlink,
-            self._tmp_txt.unlink,
-            lambda: remove_outputs(self.out_dir, self.stem),
-        ):
-            with contextlib.suppress(OSError):
-                remove()
+            discard_outputs(self.out_dir, self.stem)

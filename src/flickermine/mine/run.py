@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -24,7 +25,7 @@ from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
 from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
-from flickermine.mine.outputs import VideoResultWriter, output_paths
+from flickermine.mine.outputs import VideoResultWriter, discard_outputs, output_paths
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.structures import VideoDetections
 from flickermine.video import Frame, VideoReader, is_video_file, prefetch
@@ -347,17 +348,21 @@ class JobOutcome:
 
 
 _progress_queue: Any = None  # a worker process's channel for progress (see _worker_init)
+_started_by: Any = None  # shared with the parent: the pid of the worker that took each job
 _stop_requested = False  # a worker process was asked to stop (SIGTERM from the parent)
 
 
-def _worker_init(queue: Any) -> None:
-    """Start of a worker process: keep the progress channel; leave Ctrl-C to the parent,
-    which stops the workers (see :func:`mine_many`); stop if the parent dies."""
-    global _progress_queue
-    _progress_queue = queue
+def _worker_init(queue: Any, started_by: Any, parent: int) -> None:
+    """Start of a worker process: keep the progress channel and the record of who took
+    which job; leave Ctrl-C to the parent, which stops the workers (see :func:`mine_many`);
+    stop if the parent dies."""
+    global _progress_queue, _started_by
+    _progress_queue, _started_by = queue, started_by
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # ``parent`` comes from the parent itself: by the time a slow start reaches this point,
+    # a parent killed meanwhile has already been replaced by the process that adopted us.
     threading.Thread(
-        target=_watch_parent, args=(os.getppid(),), name="flickermine-orphan", daemon=True
+        target=_watch_parent, args=(parent,), name="flickermine-orphan", daemon=True
     ).start()
 
 
@@ -376,10 +381,12 @@ def _request_stop(signum: int, frame: Any) -> None:
 
 
 def _worker(
-    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, str],
+    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, str, int],
 ) -> dict[str, Any]:
-    job, out_dir, params, hard_positives, overwrite, partial, decoder = args
+    job, out_dir, params, hard_positives, overwrite, partial, decoder, number = args
     queue = _progress_queue
+    if _started_by is not None:  # shared memory: known to the parent at once, should we die
+        _started_by[number] = os.getpid()
 
     def report(n: int) -> None:
         if queue is not None:
@@ -457,34 +464,81 @@ def mine_many(
             if on_done:
                 on_done(outcome)
         return outcomes
+    # A worker that dies (killed for memory, a crash in a decoder) breaks the pool: its video
+    # is reported as failed and the others go on in a fresh pool.
+    remaining = todo
+    strikes: dict[str, int] = {}  # times a video was being mined when an unknown worker died
+    while remaining:
+        remaining = _run_pool(
+            remaining, out, params, hard_positives, redo, partial, decoder, workers, progress,
+            outcomes, on_done, strikes,
+        )  # fmt: skip
+    return outcomes
+
+
+#: Exit codes of workers that the pool or the parent stopped (not the one that died).
+_STOPPED = (0, 130, -signal.SIGTERM)
+
+
+def _run_pool(
+    jobs: list[MineJob],
+    out: Path,
+    params: MinerParams,
+    hard_positives: HardPositiveParams | None,
+    redo: bool,
+    partial: bool,
+    decoder: str,
+    workers: int,
+    progress: ProgressCallback | None,
+    outcomes: list[JobOutcome],
+    on_done: Callable[[JobOutcome], None] | None,
+    strikes: dict[str, int],
+) -> list[MineJob]:
+    """Mine ``jobs`` in a pool of worker processes; returns the jobs to redo in a fresh pool
+    when a worker died (the video it was mining is recorded as failed)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(queue,))  # fmt: skip
+    started_by = ctx.RawArray("q", len(jobs))  # job number -> pid of the worker that took it
+    pool = ProcessPoolExecutor(
+        min(workers, len(jobs)), mp_context=ctx,
+        initializer=_worker_init, initargs=(queue, started_by, os.getpid()),
+    )  # fmt: skip
     futures: dict[Future[dict[str, Any]], MineJob] = {
-        pool.submit(_worker, (job, str(out), params, hard_positives, redo, partial, decoder)): job
-        for job in todo
+        pool.submit(
+            _worker, (job, str(out), params, hard_positives, redo, partial, decoder, number)
+        ): job
+        for number, job in enumerate(jobs)
     }
+    processes = dict(getattr(pool, "_processes", {}))  # pid -> process, all started by now
+    finished: set[str] = set()
     pending = set(futures)
+    broken = False
+
+    def record(outcome: JobOutcome) -> None:
+        finished.add(outcome.job.stem)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+
     try:
-        while pending:
+        while pending and not broken:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(queue, progress)
             for fut in done:
                 outcome = JobOutcome(futures[fut])
                 try:
                     outcome.summary = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
                 except FlickermineError as exc:
                     outcome.error = str(exc)
-                outcomes.append(outcome)
-                if on_done:
-                    on_done(outcome)
+                record(outcome)
     except BaseException:
         # Ctrl-C (or a failure): no new video starts, and the videos being mined stop now,
         # each removing its partial outputs; finished videos are kept (--resume skips them).
-        processes = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process in processes.values():
             with contextlib.suppress(OSError, ValueError):
                 process.terminate()
         raise
@@ -492,14 +546,61 @@ def mine_many(
         pool.shutdown(wait=True)
     _drain(queue, progress)  # what the workers sent before they exited
     queue.close()
-    return outcomes
+    if not broken:
+        return []
+    by_stem = {job.stem: job for job in jobs}
+    # Each worker's last video (it mines one at a time, in the order it took them).
+    mining = {pid: jobs[number].stem for number, pid in enumerate(started_by) if pid}
+    dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode not in _STOPPED}
+    culprits = {
+        mining[pid]: code
+        for pid, code in dead.items()
+        if pid in mining and mining[pid] not in finished
+    }
+    if not culprits:  # not known which: every video being mined is suspect, failed at the 2nd
+        for stem in set(mining.values()) - finished:
+            strikes[stem] = strikes.get(stem, 0) + 1
+            if strikes[stem] >= 2:
+                culprits[stem] = next(iter(dead.values()), None)
+        if not mining:
+            raise FlickermineError(
+                f"{out}: worker processes died before mining anything (exit codes "
+                f"{sorted(str(c) for c in dead.values())}); try --workers 1"
+            )
+    for stem, code in culprits.items():
+        discard_outputs(out, stem)  # what the dead worker left half written
+        outcome = JobOutcome(by_stem[stem])
+        outcome.error = (
+            f"{by_stem[stem].video}: the worker process mining it died ({_exit_text(code)}); "
+            "its other videos go on in new workers"
+        )
+        record(outcome)
+    # The videos the stopped workers had taken: finished ones (their result was lost with the
+    # pool) are kept; the others are removed, to be mined again.
+    for number, job in enumerate(jobs):
+        if started_by[number] and job.stem not in finished:
+            if is_done(job, out, params, hard_positives):
+                summary = json.loads(output_paths(out, job.stem)["summary"].read_text())
+                record(JobOutcome(job, summary=summary))
+            else:
+                discard_outputs(out, job.stem)
+    return [job for job in jobs if job.stem not in finished]
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = ", out of memory?" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
 
 
 def _drain(queue: Any, progress: ProgressCallback | None) -> None:
+    """Hand the frame counts the workers sent on to ``progress``."""
     while True:
         try:
             n = queue.get_nowait()
-        except Empty:
+        except (Empty, OSError, EOFError):
             return
         if progress is not None:
             progress(n)
