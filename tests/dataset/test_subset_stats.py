@@ -83,3 +83,36 @@ def test_stats_and_subset_refuse_a_malformed_file_naming_it(tmp_path, capsys):
     assert err.count("broken.json: annotation") == 2 and "refers to unknown image None" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["broken.json"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("train=1.5", "a fraction is in [0, 1]"),
+        ("train=nan", "a fraction is in [0, 1]"),
+        ("train=0.5,train=0.5", "'train' is named twice"),
+        ("train=0.5,val=20", "every split as a fraction or every one as a count"),
+        ("a/b=10", "cannot be a file name"),
+        ("train=rest,val=rest", "only one split can be 'rest'"),
+        ("train=0.8,val=0.3", "fractions add up to more than 1"),
+    ],
+)
+def test_malformed_splits_are_refused(coco, tmp_path, capsys, spec, message):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    argv = ["dataset", "subset", str(path), "--category", "dog", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--split", spec]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_fraction_of_one_is_every_image_and_a_count_of_one_is_one(coco, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    argv = ["dataset", "subset", str(path), "--category", "dog", "--out"]
+    total = len(single_category_subset(coco, "dog")["images"])
+    assert main([*argv, str(tmp_path / "a"), "--split", "val=0.0,train=1.0"]) == 0
+    assert len(load_coco(tmp_path / "a" / "train.json")["images"]) == total
+    assert main([*argv, str(tmp_path / "b"), "--split", "val=0,train=1"]) == 0
+    assert len(load_coco(tmp_path / "b" / "train.json")["images"]) == 1

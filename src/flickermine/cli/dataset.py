@@ -60,7 +60,9 @@ def add_parser(sub: Any) -> None:
         help="fraction of the images without the category to keep as negatives (default 0)",
     )  # fmt: skip
     s.add_argument(
-        "--split", help="e.g. train=0.8,val=0.1,test=0.1 or train=5000,val=500,test=rest"
+        "--split",
+        help="fractions, e.g. train=0.8,val=0.1,test=0.1, or numbers of images, e.g. "
+        "train=5000,val=500,test=rest; each split is written to <name>.json",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of negatives and splits")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -9,24 +9,43 @@ from flickermine.dataset.coco import Coco, CocoError, check_coco, find_category
 
 
 def parse_splits(text: str | None) -> list[tuple[str, float]]:
-    """``"train=0.8,val=0.1,test=0.1"`` (fractions) or ``"train=5000,val=500"`` (counts; the
-    last split may be ``rest``)."""
+    """``"train=0.8,val=0.1,test=0.1"`` (fractions, written with a decimal point) or
+    ``"train=5000,val=500"`` (whole numbers of images); one split may be ``rest``. Split names
+    become file names (``<name>.json``)."""
     if not text:
         return []
-    out = []
+    out: list[tuple[str, float]] = []
+    kinds = set()
     for part in text.split(","):
-        name, _, value = part.partition("=")
+        name, _, value = (p.strip() for p in part.partition("="))
         if not name or not value:
             raise CocoError(f"--split: expected name=value pairs, got {part!r}")
+        if any(c in name for c in "/\\") or name.startswith("."):
+            raise CocoError(f"--split: {name!r} cannot be a file name (no '/', no leading '.')")
+        if name in (n for n, _ in out):
+            raise CocoError(f"--split: {name!r} is named twice")
         if value == "rest":
-            out.append((name.strip(), -1.0))
+            if any(v == -1 for _, v in out):
+                raise CocoError("--split: only one split can be 'rest'")
+            out.append((name, -1))
+            continue
+        if value.isdigit():
+            kinds.add("count")
+            out.append((name, int(value)))
             continue
         try:
-            out.append((name.strip(), float(value)))
+            fraction = float(value)
         except ValueError:
             raise CocoError(f"--split: {value!r} is not a number") from None
-    if any(v < 0 and v != -1 for _, v in out):
-        raise CocoError("--split: sizes must be >= 0")
+        if not 0 <= fraction <= 1:  # also refuses nan
+            raise CocoError(
+                f"--split: {name}={value}: a fraction is in [0, 1]; a number of images is "
+                "written without a decimal point"
+            )
+        kinds.add("fraction")
+        out.append((name, fraction))
+    if len(kinds) > 1:
+        raise CocoError("--split: give every split as a fraction or every one as a count")
     return out
 
 
@@ -67,7 +86,11 @@ def split_by_image(coco: Coco, splits: list[tuple[str, float]], seed: int = 0) -
     images = list(coco["images"])
     random.Random(seed).shuffle(images)
     n = len(images)
-    fractions = all(0 <= v <= 1 for _, v in splits if v != -1) and any(0 < v < 1 for _, v in splits)
+    fractions = all(0 <= v <= 1 for _, v in splits if v != -1) and (
+        any(0 < v < 1 for _, v in splits) or any(isinstance(v, float) for _, v in splits)
+    )
+    if not fractions and any(v != int(v) for _, v in splits):
+        raise CocoError("--split: a number of images must be a whole number")
     if fractions and sum(v for _, v in splits if v != -1) > 1 + 1e-9:
         raise CocoError("--split: fractions add up to more than 1")
     sizes = []
