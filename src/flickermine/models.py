@@ -127,6 +127,22 @@ def _tiny_faster_rcnn(num_classes: int, min_size: int, max_size: int) -> Any:
     )  # fmt: skip
 
 
+def _check_published(name: str, what: str) -> None:
+    """Refuse a model name torchvision does not publish weights for, saying why."""
+    import torchvision
+
+    if name in torchvision.models.list_models(torchvision.models.detection):
+        return
+    if name in DETECTION_MODELS:
+        raise ConfigError(
+            f"{name} has no {what} (it is flickermine's small model for tests): train it from "
+            "scratch (--weights none) or start from one of its checkpoints (--weights FILE)"
+        )
+    raise ConfigError(
+        f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
+    )
+
+
 def published_weights(name: str, weights: str) -> tuple[Any, list[str]]:
     """The torchvision weights ``weights`` of model ``name`` and their category names by
     label index, without downloading anything.
@@ -138,10 +154,7 @@ def published_weights(name: str, weights: str) -> tuple[Any, list[str]]:
     require_torch()
     import torchvision
 
-    if name not in torchvision.models.list_models(torchvision.models.detection):
-        raise ConfigError(
-            f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
-        )
+    _check_published(name, "published weights")
     enum = torchvision.models.get_model_weights(name)
     try:
         w = torchvision.models.get_weight(weights) if "." in weights else enum[weights]
@@ -181,10 +194,7 @@ def imagenet_model(name: str, num_classes: int, *, min_size: int, max_size: int)
     require_torch()
     import torchvision
 
-    if name not in torchvision.models.list_models(torchvision.models.detection):
-        raise ConfigError(
-            f"unknown detection model {name!r}; choose from {', '.join(DETECTION_MODELS)}"
-        )
+    _check_published(name, "published ImageNet backbone")
     try:
         return torchvision.models.get_model(
             name, weights=None, weights_backbone="DEFAULT", num_classes=num_classes,

@@ -123,6 +123,9 @@ def test_yaml_values_are_read_as_their_options_types(tmp_path):
     (tmp_path / "c.yaml").write_text("lr: 1e-3\niterations: 1.0e+4\ncategory: 18\nhflip: no\n")
     cfg = load_config(tmp_path / "c.yaml", {})
     assert (cfg.lr, cfg.iterations, cfg.category, cfg.hflip) == (1e-3, 10000, "18", False)
+    # config.yaml of a run by an earlier version, with an option since retired: still loads
+    (tmp_path / "old.yaml").write_text("workers: 2\nbatch_size: 3\n")
+    assert load_config(tmp_path / "old.yaml", {}).batch_size == 3
     assert isinstance(cfg.iterations, int)
     for line, message in [
         ("iterations: abc", "iterations: expected an integer, got 'abc'"),
@@ -131,6 +134,13 @@ def test_yaml_values_are_read_as_their_options_types(tmp_path):
         ("momentum: [0.9]", r"momentum: expected a number, got \[0.9\]"),
         ("lr: .nan", "lr: expected a number, got nan"),
         ("lr: -1", r"lr: expected > 0"),
+        ("min_size: 0", "min_size: expected an integer >= 1, got 0"),
+        ("max_size: 100\nmin_size: 600", r"max_size: expected >= min_size \(600\), got 100"),
+        ("gamma: 0", "gamma: expected > 0"),
+        ("step_size: 0", "step_size: expected an integer >= 1"),
+        ("momentum: 1.5", r"momentum: expected a value in \[0, 1\)"),
+        ("weight_decay: -0.1", "weight_decay: expected >= 0"),
+        ("lr_schedule: '0:100'", "lr_schedule: learning rates must be > 0"),
     ]:
         (tmp_path / "bad.yaml").write_text(line + "\n")
         with pytest.raises(ConfigError, match=rf"bad\.yaml: {message}"):
@@ -149,6 +159,8 @@ def test_yaml_values_are_read_as_their_options_types(tmp_path):
                                          "fasterrcnn_mobilenet_v3_large_320_fpn"},
          "checkpoint is a fasterrcnn_tiny, not a fasterrcnn_mobilenet_v3_large_320_fpn"),
         ("not a device", {"device": "gpu"}, "device: 'gpu' is not a torch device"),
+        ("published weights of the test model", {"weights": "DEFAULT"},
+         "fasterrcnn_tiny has no published weights"),
         ("missing CUDA device", {"device": "cuda:99"}, "device: 'cuda:99' asked for"),
     ],
 )  # fmt: skip
@@ -172,7 +184,9 @@ def test_bad_training_inputs(shapes, tmp_path, capsys, name, edit, message):
             "--category", edit.get("category", "disc"), "--iterations", "1",
             "--model", edit.get("model", "fasterrcnn_tiny"), "--min-size", "128",
             "--device", edit.get("device", "cpu")]  # fmt: skip
-    if edit.get("weights") == "ckpt":
+    if edit.get("weights") == "DEFAULT":
+        argv += ["--weights", "DEFAULT"]
+    elif edit.get("weights") == "ckpt":
         ckpt = tmp_path / "tiny.pt"
         save_checkpoint(ckpt, build_model("fasterrcnn_tiny", 2), "fasterrcnn_tiny",
                         [{"id": 5, "name": "disc"}])  # fmt: skip

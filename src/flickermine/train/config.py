@@ -49,17 +49,31 @@ class TrainConfig:
     val_images: str | None = None
     val_every: int = 1000
     seed: int = 0
-    workers: int = 2
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             setattr(self, f.name, _coerce(f.name, str(f.type), getattr(self, f.name)))
-        for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "val_every"):
+        for name in (
+            "iterations", "batch_size", "checkpoint_every", "log_every", "val_every", "min_size",
+            "max_size",
+        ):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if self.max_size < self.min_size:
+            raise ConfigError(
+                f"max_size: expected >= min_size ({self.min_size}), got {self.max_size}"
+            )
+        if self.step_size is not None and self.step_size < 1:
+            raise ConfigError(f"step_size: expected an integer >= 1, got {self.step_size}")
+        if not self.lr > 0:
             raise ConfigError(f"lr: expected > 0, got {self.lr}")
+        if not self.gamma > 0:
+            raise ConfigError(f"gamma: expected > 0, got {self.gamma}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: expected a value in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay: expected >= 0, got {self.weight_decay}")
         schedule = self.schedule()
         if self.lr_schedule and schedule[-1][1] != self.iterations:
             # The schedule's last milestone ends the run.
@@ -73,7 +87,13 @@ class TrainConfig:
                 m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*:\s*(\d+)\s*", part)
                 if not m:
                     raise ConfigError(f"lr_schedule: expected LR:UNTIL pairs, got {part!r}")
-                out.append((float(m.group(1)), int(m.group(2))))
+                try:
+                    rate = float(m.group(1))
+                except ValueError:
+                    raise ConfigError(f"lr_schedule: {m.group(1)!r} is not a number") from None
+                if not rate > 0 or not math.isfinite(rate):
+                    raise ConfigError(f"lr_schedule: learning rates must be > 0, got {part!r}")
+                out.append((rate, int(m.group(2))))
             if any(b[1] <= a[1] for a, b in itertools.pairwise(out)) or out[0][1] < 1:
                 raise ConfigError(f"lr_schedule: iterations must increase: {self.lr_schedule}")
             return out
@@ -96,6 +116,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (for YAML)."""
         return asdict(self)
+
+
+#: Options earlier versions saved that no longer exist (``workers`` never had an effect).
+_RETIRED = frozenset({"workers"})
 
 
 def _coerce(name: str, declared: str, value: Any) -> Any:
@@ -139,6 +163,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping of option: value")
         known = {f.name for f in fields(TrainConfig)}
+        for name in _RETIRED & set(loaded):  # in the config.yaml of runs by earlier versions
+            del loaded[name]
         unknown = sorted(set(loaded) - known)
         if unknown:
             raise ConfigError(f"{p}: unknown option(s) {', '.join(unknown)}")
