@@ -221,6 +221,12 @@ def test_plugin_backend_and_its_errors(small_video, tmp_path, capsys):
                                    "1", "--input-size", "0x640"], "expected positive WxH"),
         ("zero onnx std", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
                            "--std", "0,1,1"], "onnx std: expected > 0"),
+        ("nan onnx std", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
+                          "--std", "nan,1,1"], "onnx std: expected > 0"),
+        ("nan onnx scale", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
+                            "--pixel-scale", "nan"], "onnx scale: expected > 0"),
+        ("inf onnx mean", ["--backend", "onnx", "--weights", "m.onnx", "--category", "1",
+                           "--mean", "0,inf,0"], "onnx mean: expected finite numbers"),
         # Checked before any model is loaded: the published weights are not downloaded.
         ("unknown COCO category", ["--backend", "torchvision", "--category", "unicorn"],
          "unknown category 'unicorn'; choose from person, bicycle"),

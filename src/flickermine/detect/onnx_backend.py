@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +55,14 @@ class OnnxSpec:
                 raise DetectError(
                     f"onnx {name}: expected one of {allowed}, got {getattr(self, name)!r}"
                 )
-        if self.scale <= 0:
+        if not 0 < self.scale < math.inf:  # also refuses nan
             raise DetectError(f"onnx scale: expected > 0, got {self.scale}")
         if self.input_size is not None and min(self.input_size) < 1:
             raise DetectError(f"onnx input size: expected positive WxH, got {self.input_size}")
-        if self.std is not None and min(self.std) <= 0:
+        if self.std is not None and not all(0 < v < math.inf for v in self.std):
             raise DetectError(f"onnx std: expected > 0, got {self.std}")
+        if self.mean is not None and not all(math.isfinite(v) for v in self.mean):
+            raise DetectError(f"onnx mean: expected finite numbers, got {self.mean}")
 
 
 def read_class_names(path: str | Path) -> tuple[str, ...]:
