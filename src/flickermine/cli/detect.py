@@ -114,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         raise ConfigError(f"{src}: no video files found")
     videos = take_shard(videos, args.shard)
+    if args.workers < 0:
+        raise ConfigError(f"--workers: expected 0 (automatic) or more, got {args.workers}")
+    if args.chunk_frames < 1:
+        raise ConfigError(f"--chunk-frames: expected >= 1, got {args.chunk_frames}")
     detector = build_detector(
         args.backend, model=args.model, weights=args.weights, category=args.category,
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, device=args.device,

@@ -7,6 +7,7 @@ exported detector via ONNX Runtime) and ``module:function`` plugins.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flickermine.detect.base import DetectError, Detector
@@ -45,6 +46,8 @@ def build_detector(
 ) -> Any:
     """A detector for ``backend`` (see the module docstring); ``weights`` is the torchvision
     weights name or checkpoint file, or the ``.onnx`` file for the onnx backend."""
+    if not math.isfinite(score_threshold):  # nan or inf would silently keep no box at all
+        raise DetectError(f"score_threshold: expected a finite number, got {score_threshold}")
     if backend == "hog":
         if category not in (None, "person", "1"):
             raise DetectError(f"the hog backend detects people only, not {category!r}")
