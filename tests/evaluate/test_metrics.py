@@ -157,3 +157,17 @@ def test_compare_gives_no_difference_where_a_statistic_is_undefined(tmp_path, ca
     capsys.readouterr()
     assert main([*argv[:-3], str(tmp_path / "cmp2"), "--category", "car"]) == 0
     assert "car: AP n/a -> n/a (n/a)" in capsys.readouterr().out
+
+
+def test_compare_refuses_a_non_finite_threshold_and_negative_pair_count(tmp_path, capsys):
+    gt, dets = synthetic(4, n_images=3)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "a.json").write_text(json.dumps(dets))
+    argv = ["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--gt",
+            str(tmp_path / "gt.json"), "--images", str(tmp_path), "--out", str(tmp_path / "c"),
+            "--category", "car"]  # fmt: skip
+    assert main([*argv, "--score-threshold", "nan"]) == 2
+    assert "score_threshold: expected a finite number" in capsys.readouterr().err
+    assert main([*argv, "--max-pairs=-1"]) == 2
+    assert "max_pairs: expected >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -4,6 +4,7 @@ false positives per image, and before/after pictures where a false positive went
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
 from flickermine.dataset.coco import Coco, CocoError, image_file
+from flickermine.errors import ConfigError
 from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics, pct
 from flickermine.report.draw import HARD_POSITIVE_BGR, draw_boxes
 from flickermine.structures import iou_matrix, xywh_to_xyxy
@@ -72,6 +74,10 @@ def compare(
 ) -> dict[str, Any]:
     """Write ``out_dir/compare.json``, ``out_dir/README.md`` and before/after pictures in
     ``out_dir/pairs/``; returns the comparison."""
+    if not math.isfinite(score_threshold):
+        raise ConfigError(f"score_threshold: expected a finite number, got {score_threshold}")
+    if max_pairs < 0:
+        raise ConfigError(f"max_pairs: expected >= 0, got {max_pairs}")
     ma = coco_metrics(gt, dets_a, category, source=source)
     mb = coco_metrics(gt, dets_b, category, source=source)
     cid = ma.category_id
