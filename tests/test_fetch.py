@@ -69,6 +69,23 @@ def test_empty_list_is_a_clear_error(tmp_path, capsys):
     assert "list.txt: the URL list is empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--retries=-1", "retries: expected a number of attempts >= 0"),
+        ("--sleep=nan", "sleep: expected seconds >= 0"),
+        ("--sleep=-1", "sleep: expected seconds >= 0"),
+        ("--rate-limit=0", "rate limit: expected at least 1 byte per second"),
+    ],
+)
+def test_bad_download_options_are_refused_before_any_download(tmp_path, capsys, option, message):
+    lst = tmp_path / "list.txt"
+    lst.write_text("http://127.0.0.1:9/never-asked.mp4\n")
+    assert main(["fetch", str(lst), "--out", str(tmp_path / "v"), option]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
 def test_url_lists_keep_fragments_drop_comments_and_repeats(tmp_path):
     from flickermine.errors import ConfigError
     from flickermine.fetch import read_list, read_manifest

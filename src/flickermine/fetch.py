@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import re
 import shutil
 import time
@@ -123,6 +124,11 @@ def fetch_videos(
         import yt_dlp
     except ImportError:
         raise FlickermineError("fetch needs yt-dlp: pip install 'flickermine[fetch]'") from None
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries: expected a number of attempts >= 0, got {retries!r}")
+    if not 0 <= sleep < math.inf:  # also refuses nan
+        raise ConfigError(f"sleep: expected seconds >= 0, got {sleep}")
+    ratelimit = _parse_rate(rate_limit) if rate_limit else None
     urls = read_list(list_file)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,8 +145,8 @@ def fetch_videos(
         "noprogress": True,
         "logger": logger,
     }
-    if rate_limit:
-        opts["ratelimit"] = _parse_rate(rate_limit)
+    if ratelimit:
+        opts["ratelimit"] = ratelimit
     for n, url in enumerate(urls, start=1):
         old = previous.get(url)
         if old and old.status == "ok" and (out / old.file).is_file():
@@ -169,7 +175,10 @@ def _parse_rate(text: str) -> int:
     if not match:
         raise ConfigError(f"rate limit: expected a number with optional K/M/G, got {text!r}")
     value, unit = float(match.group(1)), match.group(2)
-    return int(value * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+    rate = int(value * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+    if rate < 1:
+        raise ConfigError(f"rate limit: expected at least 1 byte per second, got {text!r}")
+    return rate
 
 
 def _download(yt_dlp: Any, opts: dict[str, Any], url: str, out: Path, retries: int) -> ManifestRow:
