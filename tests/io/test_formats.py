@@ -147,3 +147,25 @@ def test_a_damaged_parquet_file_that_still_parses_is_refused_with_its_name(tmp_p
     bad_name.write_bytes(data.replace(b"zzzzzz", b"\xa0\xa0\xa0\xa0\xa0\xa0"))
     with pytest.raises(DetectionFileError, match=r"name\.parquet"):
         load_detections(bad_name)
+
+
+def test_an_absurd_frame_count_or_index_is_refused_not_allocated(tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flickermine.errors import InvalidDetectionsError
+
+    values = {"x1": 1.0, "y1": 1.0, "x2": 5.0, "y2": 5.0, "score": 0.9}
+    columns = {"frame": pa.array([0], pa.int32()), "label": pa.array([1], pa.int32())}
+    columns.update({c: pa.array([v], pa.float32()) for c, v in values.items()})
+    table = pa.table(columns).replace_schema_metadata(
+        {b"flickermine": json.dumps({"num_frames": 10**12}).encode()}
+    )
+    pq.write_table(table, tmp_path / "damaged.parquet")
+    with pytest.raises(DetectionFileError, match=r"damaged.parquet: num_frames: expected 0\.\."):
+        load_detections(tmp_path / "damaged.parquet")  # was a MemoryError (7 TiB of offsets)
+    with pytest.raises(InvalidDetectionsError, match="got 10,000,000,001"):
+        VideoDetections.from_rows(frame=[10**10], xyxy=[[1, 1, 5, 5]], score=[0.9])
+    assert VideoDetections.empty(3).num_frames == 3

@@ -31,6 +31,19 @@ def _shape_error(name: str, expected: str, got: tuple[int, ...]) -> InvalidDetec
     return InvalidDetectionsError(f"{name}: expected shape {expected}, got {got}")
 
 
+#: More frames than any video has (over 9 days at 60 fps): a frame count or index beyond it
+#: comes from a damaged file, and would only exhaust memory (8 bytes of offsets per frame).
+MAX_FRAMES = 50_000_000
+
+
+def _check_frame_count(num_frames: int) -> None:
+    if not 0 <= num_frames <= MAX_FRAMES:
+        raise InvalidDetectionsError(
+            f"num_frames: expected 0..{MAX_FRAMES:,} frames, got {num_frames:,} (a damaged "
+            "frame count or frame index?)"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class VideoDetections:
     """All detections of one video, validated on construction.
@@ -105,7 +118,8 @@ class VideoDetections:
         last = int(frame_arr.max()) + 1 if n else 0
         if num_frames is None:
             num_frames = last
-        elif last > num_frames:
+        _check_frame_count(num_frames)
+        if last > num_frames:
             raise InvalidDetectionsError(
                 f"detections refer to frame {last - 1} (0-based) but the video has "
                 f"{num_frames} frames"
@@ -125,6 +139,7 @@ class VideoDetections:
     @classmethod
     def empty(cls, num_frames: int, meta: dict[str, Any] | None = None) -> VideoDetections:
         """No detections in any of ``num_frames`` frames."""
+        _check_frame_count(num_frames)
         return cls(
             xyxy=np.zeros((0, 4), np.float32),
             score=np.zeros(0, np.float32),
