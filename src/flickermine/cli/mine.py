@@ -131,10 +131,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{found[0]}: output of an earlier run exists; pass --overwrite to replace it "
                 "or --resume to keep the finished videos"
             )
-    total = sum(_frames(job.video) for job in jobs)
-    bar = progress_bar(total, f"mining {len(jobs)} video(s)", disable=args.quiet)
+    bar = progress_bar(None, f"mining {len(jobs)} video(s)", disable=args.quiet)
+    if not bar.disable:  # opening every video for the total is for a bar someone sees
+        bar.total = sum(_frames(job.video) for job in jobs)
+        bar.refresh()
 
     def on_done(outcome: JobOutcome) -> None:
+        if bar.disable:
+            return
         if outcome.skipped and outcome.summary is None:
             bar.update(_frames(outcome.job.video))
         bar.set_postfix_str(outcome.job.stem, refresh=True)
