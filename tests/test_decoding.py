@@ -138,6 +138,42 @@ def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_p
     assert left == []
 
 
+_STUCK = """
+import contextlib, multiprocessing as mp, os, signal, sys, time
+from flickermine.decoding import PixelNeeds, decode_in_process
+from flickermine.errors import VideoError
+frames = decode_in_process(sys.argv[1], PixelNeeds.every(300), slots=2, stall_seconds=0.5)
+next(frames)
+(child,) = mp.active_children()
+os.kill(child.pid, signal.SIGSTOP)  # alive, sends nothing, uses no CPU: as if stuck
+start = time.monotonic()
+try:
+    for _ in frames:
+        pass
+except VideoError as exc:
+    print(f"{time.monotonic() - start:.1f} s:", exc)
+finally:
+    with contextlib.suppress(ProcessLookupError):  # killed and reaped already, or not
+        os.kill(child.pid, signal.SIGCONT)
+child.join(timeout=5)
+print("child alive:", child.is_alive())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_stuck_decoder_is_an_error_not_a_hang(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+    script = tmp_path / "run.py"
+    script.write_text(_STUCK)
+    proc = subprocess.run([sys.executable, str(script), str(video)], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    seconds, message = proc.stdout.splitlines()[0].split(" s: ", 1)
+    assert float(seconds) < 10
+    assert "v.mp4: the decoder process made no progress for 0.5 s" in message
+    assert proc.stdout.splitlines()[1] == "child alive: False"
+
+
 _AFTER_A_CONVERSION = """
 import sys
 import numpy as np

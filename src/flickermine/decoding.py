@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import av
@@ -89,6 +90,8 @@ _FREE_BATCH = 8
 #: Pixel formats whose colour image is rebuilt in the consumer from the shipped planes (a third
 #: of the bytes of a BGR image, and converted only if it is read).
 _PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
+#: Seconds without a message or CPU use after which a decoder child counts as stuck.
+STALL_SECONDS = 600.0
 
 
 def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]:
@@ -191,6 +194,7 @@ def decode_in_process(
     *,
     limit: int | None = None,
     slots: int | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> Iterator[Frame]:
     """Decode ``video`` in a child process; yield every frame in order, with the images of
     ``needs`` (and no pixels for the others).
@@ -208,6 +212,9 @@ def decode_in_process(
         slots: shared-memory slots, each one frame's grey and BGR images (address space is
             reserved for all; memory is used only for the slots actually in use). Default: 64,
             fewer for frames so large that 64 would reserve more than 1 GiB (at least 4).
+        stall_seconds: a child that sends nothing and uses no CPU for this long while the
+            caller waits is stuck (in FFmpeg, or reading a file that stalled): it is killed and
+            a VideoError raised instead of waiting forever. Needs ``/proc`` (Linux).
 
     Raises:
         VideoError: the file cannot be opened or decoding fails (frames decoded before the
@@ -273,10 +280,22 @@ def decode_in_process(
                 release_unused(now=False)
             if not data_recv.poll():  # nothing waiting: hand the freed slots back, then wait
                 release_unused(now=True)
+                waited, cpu = 0, _cpu_ticks(child.pid)  # 10 ms polls, the child's CPU time
                 while not data_recv.poll(0.01):  # a frame may be dropped by another thread
                     if not child.is_alive() and not data_recv.poll():
                         break
                     release_unused(now=True)
+                    waited += 1
+                    if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
+                        now_cpu = _cpu_ticks(child.pid)
+                        if cpu is not None and now_cpu == cpu:
+                            child.kill()
+                            raise VideoError(
+                                f"{reader.path}: the decoder process made no progress for "
+                                f"{stall_seconds:g} s after {next_index} frames (stuck in "
+                                "FFmpeg, or reading the file stalled); it was stopped"
+                            )
+                        waited, cpu = 0, now_cpu
             try:
                 message: tuple[Any, ...] = data_recv.recv()
             except EOFError:
@@ -319,6 +338,15 @@ def decode_in_process(
             child.terminate()
         child.join()
         held.clear()
+
+
+def _cpu_ticks(pid: int | None) -> int | None:
+    """CPU time a process has used so far (clock ticks; ``None`` without ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _shipped_frame(
