@@ -121,21 +121,14 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_path):
-    from tests_helpers import wait_gone
+    from tests_helpers import children_of_a_killed_script, still_running
 
     video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
     script = tmp_path / "run.py"
     script.write_text(_PARENT_KILLED)
-    proc = subprocess.Popen([sys.executable, str(script), str(video)], stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    assert proc.stdout is not None
-    children = [int(p) for p in proc.stdout.readline().split()]
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    children = children_of_a_killed_script([sys.executable, str(script), str(video)])
     assert len(children) == 1
-    left = wait_gone(children, timeout=10)
-    for pid in left:  # not to leave it behind when the test fails
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert still_running(children, timeout=10) == []
 
 
 _STUCK = """

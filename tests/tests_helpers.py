@@ -39,3 +39,39 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
     while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.05)
     return [p for p in pids if running(p)]
+
+
+def children_of_a_killed_script(argv: list[str]) -> list[int]:
+    """Run ``argv``, a script that prints its child processes' pids on one line and then
+    kills itself with SIGKILL (as the out-of-memory killer would); return those pids."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    return pids
+
+
+def still_running(pids: list[int], timeout: float) -> list[int]:
+    """:func:`wait_gone`, then SIGKILL what is left, so that a failing test leaves no process
+    behind; returns what was left."""
+    import os
+    import signal
+
+    left = wait_gone(pids, timeout)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def finished_videos(out: Path) -> list[str]:
+    """The videos with complete outputs in a miner's folder, checking that no other video
+    left anything: no partial file, no picture folder without its summary."""
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no partial files
+    finished = sorted(p.stem for p in out.glob("*.json"))
+    for kind in ("frames", "visualizations"):
+        if (out / kind).is_dir():
+            assert sorted(p.name for p in (out / kind).iterdir()) == finished, kind
+    return finished

@@ -280,12 +280,14 @@ def decode_in_process(
                 release_unused(now=False)
             if not data_recv.poll():  # nothing waiting: hand the freed slots back, then wait
                 release_unused(now=True)
-                waited, cpu = 0, _cpu_ticks(child.pid)  # 10 ms polls, the child's CPU time
+                waited, cpu = 0, None  # 10 ms polls; the child's CPU time when they began
                 while not data_recv.poll(0.01):  # a frame may be dropped by another thread
                     if not child.is_alive() and not data_recv.poll():
                         break
                     release_unused(now=True)
                     waited += 1
+                    if waited == 1:  # only a wait longer than a poll reads /proc
+                        cpu = _cpu_ticks(child.pid)
                     if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
                         now_cpu = _cpu_ticks(child.pid)
                         if cpu is not None and now_cpu == cpu:

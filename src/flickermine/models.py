@@ -175,17 +175,22 @@ def pretrained_model(name: str, weights: str) -> tuple[Any, list[str]]:
     Returns:
         The model and its category names by label index.
     """
+    w, names = published_weights(name, weights)
+    return load_published(name, w), names
+
+
+def load_published(name: str, weights: Any) -> Any:
+    """Model ``name`` with the weights :func:`published_weights` resolved (downloaded and
+    cached by torchvision)."""
     import torchvision
 
-    w, names = published_weights(name, weights)
     try:
-        model = torchvision.models.get_model(name, weights=w)
+        return torchvision.models.get_model(name, weights=weights)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
         raise ModelError(
-            f"cannot load weights {w} for {name}: {exc}. Without a network, pass a checkpoint "
-            "file (--weights FILE) or put the weights in torch's cache"
+            f"cannot load weights {weights} for {name}: {exc}. Without a network, pass a "
+            "checkpoint file (--weights FILE) or put the weights in torch's cache"
         ) from None
-    return model, names
 
 
 def imagenet_model(name: str, num_classes: int, *, min_size: int, max_size: int) -> Any:

@@ -181,6 +181,8 @@ if __name__ == "__main__":
 
 
 def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_path):
+    from tests_helpers import finished_videos
+
     vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(CTRL_C_SCRIPT)
     out = tmp_path / "out"
@@ -189,11 +191,8 @@ def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_pat
         capture_output=True, text=True, timeout=120, start_new_session=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr[-2000:]
-    finished = sorted(out.glob("*.json"))
+    finished = finished_videos(out)  # and no outputs of unfinished videos
     assert 1 <= len(finished) <= 4  # the first, and at most those already being mined
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial outputs left
-    pictured = sorted(p.name for p in (out / "frames").iterdir())
-    assert pictured == sorted(p.stem for p in finished)  # nor pictures of unfinished videos
     outcomes = mine_many(find_jobs(vids, dets), out, resume=True)  # the rest, later
     assert sum(o.skipped for o in outcomes) == len(finished)
     assert all(o.skipped or o.summary for o in outcomes)
@@ -214,26 +213,16 @@ if __name__ == "__main__":
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path):
-    from tests_helpers import wait_gone
+    from tests_helpers import children_of_a_killed_script, finished_videos, still_running
 
     vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(KILLED_SCRIPT)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    workers = [int(p) for p in proc.stdout.readline().split()]
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    argv = [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)]
+    workers = children_of_a_killed_script(argv)
     assert len(workers) == 2
-    left = wait_gone(workers, timeout=15)
-    for pid in left:  # not to leave them behind when the test fails
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial outputs left
-    finished = sorted(p.stem for p in out.glob("*.json"))
-    assert sorted(p.name for p in (out / "frames").iterdir()) == finished
+    assert still_running(workers, timeout=15) == []
+    assert finished_videos(out)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
@@ -241,6 +230,8 @@ def test_a_worker_killed_while_mining_fails_only_its_video(scene, tmp_path):
     import multiprocessing as mp
     import threading
     import time
+
+    from tests_helpers import finished_videos
 
     vids, dets = copies_of(scene, tmp_path, 6)
     # v3 is longer, so that its worker can be caught mining it.
@@ -271,10 +262,7 @@ def test_a_worker_killed_while_mining_fails_only_its_video(scene, tmp_path):
     assert sorted(by_stem) == [f"v{k}" for k in range(6)]
     assert by_stem["v3"].error and "died (killed by SIGKILL, out of memory?)" in by_stem["v3"].error
     assert all(o.summary for stem, o in by_stem.items() if stem != "v3"), outcomes
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    assert sorted(p.name for p in (out / "frames").iterdir()) == [
-        f"v{k}" for k in range(6) if k != 3
-    ]
+    assert finished_videos(out) == [f"v{k}" for k in range(6) if k != 3]
 
 
 def test_folder_with_a_video_lacking_detections_is_refused(scene, tmp_path):

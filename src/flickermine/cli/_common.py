@@ -61,3 +61,8 @@ def take_shard(items: Sequence[T], shard: str | None) -> list[T]:
     if n < 1 or not 0 <= k < n:
         raise ConfigError(f"--shard: expected 0 <= K < N, got {shard!r}")
     return list(items[k::n])
+
+
+def report_failure(video: Path, message: str) -> None:
+    """Print ``Error: ...`` for one video of a batch, naming the video once."""
+    print(f"Error: {message if str(video) in message else f'{video}: {message}'}", file=sys.stderr)

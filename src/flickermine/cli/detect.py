@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flickermine.cli._common import add_shard_argument, progress_bar, take_shard
+from flickermine.cli._common import (
+    add_shard_argument,
+    progress_bar,
+    report_failure,
+    take_shard,
+)
 from flickermine.detect import OnnxSpec, build_detector, detect_to_file, read_class_names
 from flickermine.detect.base import DetectError
 from flickermine.errors import ConfigError, FlickermineError, VideoError
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             totals[video] = VideoReader(video).num_frames
         except VideoError as exc:
-            _report(video, exc)
+            report_failure(video, str(exc))
             failed += 1
     with progress_bar(sum(totals.values()), f"detect {len(totals)} video(s)") as overall:
         for video in totals:
@@ -158,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                           "it stopped (finished videos are skipped).", file=sys.stderr)  # fmt: skip
                     raise
                 except FlickermineError as exc:
-                    _report(video, exc)
+                    report_failure(video, str(exc))
                     failed += 1
                     continue
             if not computed:
@@ -166,8 +171,3 @@ def run(args: argparse.Namespace) -> int:
             state = "done" if computed else "already done, skipped"
             print(f"{video.name}: {len(dets)} boxes in {dets.num_frames} frames ({state})")
     return 1 if failed else 0
-
-
-def _report(video: Path, exc: Exception) -> None:
-    message = str(exc)
-    print(f"Error: {message if str(video) in message else f'{video}: {message}'}", file=sys.stderr)

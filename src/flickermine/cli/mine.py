@@ -11,6 +11,7 @@ from flickermine.cli._common import (
     add_shard_argument,
     check_output_dir,
     progress_bar,
+    report_failure,
     take_shard,
 )
 from flickermine.errors import ConfigError, FlickermineError, OutputExistsError
@@ -158,8 +159,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(outcomes, out))
     failed = [o for o in outcomes if o.error]
     for o in failed:
-        message = o.error if str(o.job.video) in (o.error or "") else f"{o.job.video}: {o.error}"
-        print(f"Error: {message}", file=sys.stderr)
+        report_failure(o.job.video, o.error or "")
     return 1 if failed else 0
 
 

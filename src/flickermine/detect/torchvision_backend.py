@@ -12,7 +12,7 @@ from flickermine.detect.base import DetectError, FrameDetections
 from flickermine.models import (
     DEFAULT_MODEL,
     load_checkpoint_model,
-    pretrained_model,
+    load_published,
     published_weights,
     require_torch,
     resolve_device,
@@ -63,9 +63,9 @@ class TorchvisionDetector:
             model = ckpt["model_name"]
             label, name = _pick_label(category, names, ids, weights, default_single=True)
         else:
-            _, names = published_weights(model, weights)  # the category is checked first
+            resolved, names = published_weights(model, weights)  # no download yet
             label, name = _pick_label(category, names, list(range(len(names))), weights, False)
-            net, _ = pretrained_model(model, weights)
+            net = load_published(model, resolved)
         self.model_name = model
         self.half = half
         self.net = net.eval().to(self.device)

@@ -25,7 +25,12 @@ from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
 from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
-from flickermine.mine.outputs import VideoResultWriter, discard_outputs, output_paths
+from flickermine.mine.outputs import (
+    VideoResultWriter,
+    discard_outputs,
+    existing_outputs,
+    output_paths,
+)
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.structures import VideoDetections
 from flickermine.video import Frame, VideoReader, is_video_file, prefetch
@@ -510,6 +515,9 @@ def _run_pool(
         for number, job in enumerate(jobs)
     }
     processes = dict(getattr(pool, "_processes", {}))  # pid -> process, all started by now
+    # Outputs an earlier run left, which these workers do not replace (they refuse them): never
+    # to be removed when this pool breaks.
+    theirs = set() if redo else {job.stem for job in jobs if existing_outputs(out, job.stem)}
     finished: set[str] = set()
     pending = set(futures)
     broken = False
@@ -568,7 +576,8 @@ def _run_pool(
                 f"{sorted(str(c) for c in dead.values())}); try --workers 1"
             )
     for stem, code in culprits.items():
-        discard_outputs(out, stem)  # what the dead worker left half written
+        if stem not in theirs:
+            discard_outputs(out, stem)  # what the dead worker left half written
         outcome = JobOutcome(by_stem[stem])
         outcome.error = (
             f"{by_stem[stem].video}: the worker process mining it died ({_exit_text(code)}); "
@@ -579,10 +588,10 @@ def _run_pool(
     # pool) are kept; the others are removed, to be mined again.
     for number, job in enumerate(jobs):
         if started_by[number] and job.stem not in finished:
-            if is_done(job, out, params, hard_positives):
+            if is_done(job, out, params, hard_positives) and job.stem not in theirs:
                 summary = json.loads(output_paths(out, job.stem)["summary"].read_text())
                 record(JobOutcome(job, summary=summary))
-            else:
+            elif job.stem not in theirs:
                 discard_outputs(out, job.stem)
     return [job for job in jobs if job.stem not in finished]
 
