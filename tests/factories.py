@@ -102,6 +102,27 @@ def write_video(
     return path
 
 
+def joined_sizes_video(folder: Path) -> Path:
+    """``joined.ts``: ten 96x64 frames then ten 64x48 ones, two MPEG-TS recordings joined byte
+    by byte (they play as one video; decoding it fails at frame 11)."""
+
+    def segment(path: Path, width: int, height: int, seed: int) -> bytes:
+        with av.open(str(path), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for t in range(10):
+                img = texture(seed + t, height, width)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        return path.read_bytes()
+
+    joined = folder / "joined.ts"
+    joined.write_bytes(segment(folder / "a.ts", 96, 64, 0) + segment(folder / "b.ts", 64, 48, 9))
+    return joined
+
+
 def detections(
     rows: Sequence[tuple[int, float, float, float, float, float]], num_frames: int
 ) -> VideoDetections:

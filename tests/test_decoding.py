@@ -7,16 +7,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding_available
+from flickermine.decoding import (
+    PixelNeeds,
+    ProcessDecoder,
+    decode_in_process,
+    process_decoding_available,
+)
 from flickermine.errors import VideoError
 from flickermine.video import VideoReader
 
-from factories import texture, write_video
+from factories import joined_sizes_video, texture, write_video
 
 pytestmark = pytest.mark.skipif(not process_decoding_available(), reason="needs fork")
 
@@ -25,6 +31,12 @@ def textured_video(path, n=24, height=48, width=64, bframes=0, rotation=0):
     """Frames with different textures (so a mix-up of frames or planes shows)."""
     frames = [texture(t, height, width) for t in range(n)]
     return write_video(path, frames, bframes=bframes, rotation=rotation)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """300 frames of 640x480: about a second of decoding."""
+    return textured_video(tmp_path_factory.mktemp("long") / "v.mp4", n=300, height=480, width=640)
 
 
 @pytest.mark.parametrize(("bframes", "rotation"), [(0, 0), (3, 0), (3, 90)])
@@ -48,6 +60,74 @@ def test_child_gives_the_readers_images_for_the_frames_asked_and_numbers_all(
             with pytest.raises(VideoError, match=rf"frame {frame.index + 1} \(1-based\)"):
                 _ = frame.gray
     assert seen == list(range(24))
+
+
+@pytest.mark.parametrize("n", [24, 150])  # all decoded ahead / more than the child holds ahead
+def test_a_decoder_started_before_the_needs_are_known_gives_the_same_frames(tmp_path, n):
+    video = textured_video(tmp_path / "v.mp4", n=n, bframes=3)
+    reference = [f.gray.copy() for f in VideoReader(video)]
+    rng = np.random.default_rng(n)
+    needs = PixelNeeds(rng.random(n) < 0.3, rng.random(n) < 0.1)
+    with ProcessDecoder(video) as decoder:
+        time.sleep(0.5)  # the child decodes ahead meanwhile
+        frames = list(decoder.frames(needs, limit=n - 3))
+    assert [f.index for f in frames] == list(range(n - 3))
+    for f in frames:
+        if needs.gray[f.index] or needs.bgr[f.index]:
+            assert np.array_equal(f.gray, reference[f.index])
+        else:
+            with pytest.raises(VideoError, match="decoded for counting only"):
+                _ = f.gray
+    assert not mp.active_children()
+
+
+def test_a_decoder_whose_frames_are_never_asked_for_is_stopped(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=150)
+    with ProcessDecoder(video):
+        assert mp.active_children()  # decoding ahead
+    assert not mp.active_children()
+    decoder = ProcessDecoder(video)
+    frames = decoder.frames(PixelNeeds.every(150))
+    next(frames)
+    decoder.close()  # while the pass is under way
+    assert not mp.active_children()
+
+
+def test_decoding_ahead_stops_after_a_few_frames_until_the_needs_come(long_video, monkeypatch):
+    from flickermine import decoding
+
+    monkeypatch.setattr(decoding, "_AHEAD_FRAMES", 3)  # the forked child sees it too
+    with ProcessDecoder(long_video) as decoder:
+        (child,) = mp.active_children()
+        time.sleep(0.3)
+        ticks = decoding._cpu_ticks(child.pid)
+        time.sleep(0.5)
+        assert decoding._cpu_ticks(child.pid) == ticks  # waiting, holding three frames
+        assert len(list(decoder.frames(PixelNeeds.none(300)))) == 300
+
+
+def test_needs_are_given_once_and_the_frames_asked_for_once(tmp_path):
+    video = textured_video(tmp_path / "v.mp4")
+    with ProcessDecoder(video, PixelNeeds.none(24)) as given, ProcessDecoder(video) as late:
+        with pytest.raises(ValueError, match="either to ProcessDecoder"):
+            given.frames(PixelNeeds.none(24))
+        with pytest.raises(ValueError, match="either to ProcessDecoder"):
+            given.frames(limit=3)
+        with pytest.raises(ValueError, match="either to ProcessDecoder"):
+            late.frames()
+        assert len(list(given.frames())) == 24
+        with pytest.raises(RuntimeError, match="only once"):
+            given.frames()
+
+
+def test_a_failure_while_decoding_ahead_comes_after_the_frames_before_it(tmp_path):
+    joined = joined_sizes_video(tmp_path)  # frame 11 has another size: decoding fails there
+    with ProcessDecoder(joined) as decoder:
+        time.sleep(0.5)  # the failure happens while the child decodes ahead
+        seen = []
+        with pytest.raises(VideoError, match=r"joined.ts: frame 11 \(1-based\) is 64x48"):
+            seen.extend(f.index for f in decoder.frames(PixelNeeds.every(20)))
+    assert seen == list(range(10))
 
 
 def test_limit_stops_early_and_an_open_reader_is_reused(tmp_path):
@@ -97,8 +177,8 @@ def test_closing_early_stops_the_child(tmp_path):
     assert not mp.active_children()
 
 
-def test_a_killed_decoder_is_an_error_not_a_hang(tmp_path):
-    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+def test_a_killed_decoder_is_an_error_not_a_hang(long_video):
+    video = long_video
     frames = decode_in_process(video, PixelNeeds.every(300), slots=2)
     first = next(frames)  # the child is decoding the rest (about a second of work)
     (child,) = mp.active_children()
@@ -120,10 +200,10 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_path):
+def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_path, long_video):
     from tests_helpers import children_of_a_killed_script, still_running
 
-    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+    video = long_video
     script = tmp_path / "run.py"
     script.write_text(_PARENT_KILLED)
     children = children_of_a_killed_script([sys.executable, str(script), str(video)])
@@ -154,8 +234,8 @@ print("child alive:", child.is_alive())
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_a_stuck_decoder_is_an_error_not_a_hang(tmp_path):
-    video = textured_video(tmp_path / "v.mp4", n=300, height=480, width=640)
+def test_a_stuck_decoder_is_an_error_not_a_hang(tmp_path, long_video):
+    video = long_video
     script = tmp_path / "run.py"
     script.write_text(_STUCK)
     proc = subprocess.run([sys.executable, str(script), str(video)], capture_output=True,

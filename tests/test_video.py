@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from flickermine.errors import VideoError
-from flickermine.video import VideoReader
+from flickermine.video import LateWanted, VideoReader
 
-from factories import write_video
+from factories import joined_sizes_video, write_video
 
 
 def numbered_frames(n: int) -> list[np.ndarray]:
@@ -80,6 +80,32 @@ def test_wanting_every_frame_or_a_short_mask(tmp_path):
     assert [f.index for f in short] == list(range(20))
     assert np.array_equal(short[1].gray, full[1])
     assert any(f._av is None for f in short[2:])
+
+
+@pytest.mark.parametrize(("start", "settle_at"), [(0, 12), (10, 0), (10, 12)])
+def test_a_mask_settled_during_the_pass_skips_frames_from_then_on(tmp_path, start, settle_at):
+    # A decoder started before its consumer knows what it will read: every frame is decoded
+    # until the mask comes, then only what it (and the references) need.
+    path = write_video(tmp_path / "b.mp4", textured(80), bframes=3)
+    reader = VideoReader(path)
+    full = [f.gray.copy() for f in reader]
+    wanted = np.random.default_rng(start).random(80) < 0.3
+    late = LateWanted()
+    frames = []
+    for frame in reader.frames(wanted=late, start=start):
+        frames.append(frame)
+        if frame.index == settle_at:
+            late.settle(wanted)
+    assert [f.index for f in frames] == list(range(80))
+    # Before the mask came: every frame from ``start`` on; frames before it may be skipped.
+    assert all(f._av is not None for f in frames[start : settle_at + 1])
+    assert sum(f._av is None for f in frames[:start]) >= (2 if start else 0)
+    # After: the non-reference frames nobody wants are skipped, the wanted ones are decoded.
+    assert sum(f._av is None for f in frames[settle_at + 1 : 48]) >= 5
+    assert sum(f._av is None for f in frames[48:]) >= 5
+    for f in frames:
+        if f._av is not None or (wanted[f.index] and f.index >= start):
+            assert np.array_equal(f.gray, full[f.index])
 
 
 @pytest.mark.parametrize("threads", [False, True])
@@ -251,11 +277,16 @@ def test_a_file_cut_at_an_open_gop_keyframe_is_numbered_as_a_full_pass_numbers_i
     assert 0 < len(full) < kept  # the leading frames are gone
     rng = np.random.default_rng(0)
     for wanted in (np.arange(len(full)) >= 10, rng.random(len(full)) < 0.3):
-        frames = list(reader.frames(wanted=wanted))
-        assert [f.index for f in frames] == list(range(len(full)))
-        for f in frames:
-            if wanted[f.index]:
-                assert np.array_equal(f.gray, full[f.index])
+        late = LateWanted()  # the same mask, settled once the leading frames are numbered
+        settled_late = []
+        for frame in reader.frames(wanted=late):
+            settled_late.append(frame)
+            late.settle(wanted)
+        for frames in (list(reader.frames(wanted=wanted)), settled_late):
+            assert [f.index for f in frames] == list(range(len(full)))
+            for f in frames:
+                if wanted[f.index]:
+                    assert np.array_equal(f.gray, full[f.index])
 
 
 def test_codecs_without_safe_skipping_decode_every_frame(tmp_path):
@@ -380,26 +411,7 @@ def test_the_main_video_stream_is_read_not_a_cover_picture_before_it(tmp_path):
 
 
 def test_a_frame_size_change_within_the_video_is_an_error_naming_the_frame(tmp_path):
-    import av
-
-    from factories import texture
-
-    def segment(path, width, height, seed):
-        with av.open(str(path), "w", format="mpegts") as out:
-            stream = out.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for t in range(10):
-                img = texture(seed + t, height, width)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        return path.read_bytes()
-
-    joined = tmp_path / "joined.ts"  # MPEG-TS files joined byte by byte play as one video
-    joined.write_bytes(
-        segment(tmp_path / "a.ts", 96, 64, 0) + segment(tmp_path / "b.ts", 64, 48, 9)
-    )
+    joined = joined_sizes_video(tmp_path)
     reader = VideoReader(joined)
     for frames in (reader.frames(), reader.frames(wanted=np.ones(20, np.bool_))):
         seen = []

@@ -21,10 +21,12 @@ reference counts (see :func:`decode_in_process`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mmap
 import multiprocessing as mp
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -36,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flickermine.errors import VideoError
-from flickermine.video import Frame, VideoReader, to_bgr
+from flickermine.video import Frame, LateWanted, VideoReader, to_bgr
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ _FREE_BATCH = 8
 #: Pixel formats whose colour image is rebuilt in the consumer from the shipped planes (a third
 #: of the bytes of a BGR image, and converted only if it is read).
 _PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
+#: A child started before the consumer's needs are known decodes at most this many frames
+#: (and this many bytes of them) ahead, every frame in full, then waits for the needs.
+_AHEAD_FRAMES = 48
+_AHEAD_BYTES = 64 << 20
 #: Seconds without a message or CPU use after which a decoder child counts as stuck.
 STALL_SECONDS = 600.0
 
@@ -101,16 +107,17 @@ def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]
 
 def _child(
     reader: VideoReader,
-    needs: PixelNeeds,
+    needs: PixelNeeds | None,
     limit: int,
     buffer: mmap.mmap,
     slots: int,
     shape: tuple[int, int],
     data: Connection,
     free: Connection,
+    control: Connection,
     parent_ends: tuple[Connection, ...] = (),
 ) -> None:
-    # The parent's ends of both pipes came along with the fork: closed, so that when the
+    # The parent's ends of the pipes came along with the fork: closed, so that when the
     # parent dies (even by SIGKILL) sending fails and waiting for slots ends, and this process
     # exits instead of waiting forever.
     for end in parent_ends:
@@ -121,7 +128,29 @@ def _child(
     available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
     count = 0
     try:
-        for frame in reader.frames(threads=False, wanted=needs.any()):
+        if needs is None:  # decode ahead, every frame, until the parent says what it needs
+            late = LateWanted()
+            stream = reader.frames(threads=False, wanted=late)
+            ahead: deque[Frame] = deque()
+            most = max(2, min(_AHEAD_FRAMES, _AHEAD_BYTES // (gray_size * 3)))
+            failed: VideoError | None = None
+            try:
+                for frame in stream:
+                    ahead.append(frame)
+                    if len(ahead) >= most or control.poll():
+                        break
+            except VideoError as exc:  # reported after the frames decoded before it
+                failed = exc
+            try:
+                needs, limit = control.recv()
+            except EOFError:  # the parent gave up before it needed any frame
+                return
+            late.settle(needs.any())
+            rest = _raising(failed) if failed is not None else stream
+            frames: Iterator[Frame] = itertools.chain(_drain(ahead), rest)
+        else:
+            frames = reader.frames(threads=False, wanted=needs.any())
+        for frame in frames:
             if count >= limit:
                 break
             i = frame.index
@@ -172,6 +201,17 @@ def _child(
         data.close()
 
 
+def _drain(frames: deque[Frame]) -> Iterator[Frame]:
+    """Yield and forget the frames held (their images are freed as they go)."""
+    while frames:
+        yield frames.popleft()
+
+
+def _raising(error: Exception) -> Iterator[Frame]:
+    raise error
+    yield  # a generator
+
+
 def _rebuild_bgr(
     y: npt.NDArray[np.uint8],
     uv: npt.NDArray[np.uint8],
@@ -197,7 +237,8 @@ def decode_in_process(
     stall_seconds: float = STALL_SECONDS,
 ) -> Iterator[Frame]:
     """Decode ``video`` in a child process; yield every frame in order, with the images of
-    ``needs`` (and no pixels for the others).
+    ``needs`` (and no pixels for the others). The child starts when the first frame is asked
+    for; :class:`ProcessDecoder` starts it at once.
 
     The images are views of memory shared with the child, not copies. A slot of that memory
     is reused only once no array viewing it is left (the frame and every slice taken from it
@@ -221,125 +262,202 @@ def decode_in_process(
             failure are yielded first, as with :class:`~flickermine.video.VideoReader`), or the
             child process dies.
     """
-    # Opened here, so a bad path fails in the caller.
-    reader = video if isinstance(video, VideoReader) else VideoReader(video)
-    shape = (reader.height, reader.width)
-    gray_size = reader.height * reader.width
-    if slots is None:
-        slots = min(64, max(4, _RESERVE // (gray_size * 4)))
-    slots = max(2, slots)
-    buffer = mmap.mmap(-1, gray_size * 4 * slots)  # anonymous, shared with the forked child
-    ctx = mp.get_context("fork")
-    data_recv, data_send = ctx.Pipe(duplex=False)
-    free_recv, free_send = ctx.Pipe(duplex=False)
-    limit = sys.maxsize if limit is None else limit  # a container's frame count may be short
-    child = ctx.Process(
-        target=_child,
-        args=(
-            reader,
-            needs,
-            max(0, limit),
-            buffer,
-            slots,
-            shape,
-            data_send,
-            free_recv,
-            (data_recv, free_send),
-        ),
-        name="flickermine-decoder",
-        daemon=True,
-    )
-    child.start()
-    data_send.close()
-    free_recv.close()
-    # Slot -> the root arrays handed out from it; every view of them has them as its base.
-    held: dict[int, list[npt.NDArray[np.uint8]]] = {}
+    decoder = ProcessDecoder(video, needs, limit=limit, slots=slots, stall_seconds=stall_seconds)
+    yield from decoder.frames()
 
-    def give_back(numbers: list[int]) -> None:
-        # Once the child has finished and closed its end, nothing wants slots.
-        with contextlib.suppress(OSError):
-            free_send.send(numbers)
 
-    freed: list[int] = []  # slots no longer used, not yet handed back
+class ProcessDecoder:
+    """A decoder child process (see :func:`decode_in_process`), started at once.
 
-    def release_unused(now: bool) -> None:
-        for slot in [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]:
-            del held[slot]
-            freed.append(slot)
-        # Handed back in batches (each message may wake the child), and before every wait.
-        if freed and (now or len(freed) >= _FREE_BATCH):
-            give_back(freed.copy())
-            freed.clear()
+    Without ``needs``, the child opens the video and decodes ahead (every frame, a bounded
+    number of them) while the caller is still working out which images it will read; it
+    learns them from :meth:`frames`. The time the caller spends preparing is then not added
+    to the decoding's. Call :meth:`close` (or use it as a context manager) when :meth:`frames`
+    may never be iterated to its end: that stops the child.
 
-    next_index = 0
-    messages = 0
-    try:
-        while True:
-            messages += 1
-            if messages % _FREE_BATCH == 0:  # looking costs a reference count per held slot
-                release_unused(now=False)
-            if not data_recv.poll():  # nothing waiting: hand the freed slots back, then wait
-                release_unused(now=True)
-                waited, cpu = 0, None  # 10 ms polls; the child's CPU time when they began
-                while not data_recv.poll(0.01):  # a frame may be dropped by another thread
-                    if not child.is_alive() and not data_recv.poll():
-                        break
+    Args:
+        video, slots, stall_seconds: as for :func:`decode_in_process` (a path is opened
+            here, so a bad one fails in the caller).
+        needs, limit: as for :func:`decode_in_process`, or ``None`` to give them to
+            :meth:`frames`.
+    """
+
+    def __init__(
+        self,
+        video: str | os.PathLike[str] | VideoReader,
+        needs: PixelNeeds | None = None,
+        *,
+        limit: int | None = None,
+        slots: int | None = None,
+        stall_seconds: float = STALL_SECONDS,
+    ) -> None:
+        self.reader = video if isinstance(video, VideoReader) else VideoReader(video)
+        self._shape = (self.reader.height, self.reader.width)
+        gray_size = self.reader.height * self.reader.width
+        if slots is None:
+            slots = min(64, max(4, _RESERVE // (gray_size * 4)))
+        self._slots = max(2, slots)
+        # Anonymous, shared with the forked child.
+        self._buffer = mmap.mmap(-1, gray_size * 4 * self._slots)
+        self._stall_seconds = stall_seconds
+        self._late = needs is None
+        self._used = self._closed = False
+        ctx = mp.get_context("fork")
+        self._data, data_send = ctx.Pipe(duplex=False)
+        free_recv, self._free = ctx.Pipe(duplex=False)
+        control_recv, self._control = ctx.Pipe(duplex=False)
+        self._child = ctx.Process(
+            target=_child,
+            args=(
+                self.reader,
+                needs,
+                _frame_limit(limit),
+                self._buffer,
+                self._slots,
+                self._shape,
+                data_send,
+                free_recv,
+                control_recv,
+                (self._data, self._free, self._control),
+            ),
+            name="flickermine-decoder",
+            daemon=True,
+        )
+        self._child.start()
+        data_send.close()
+        free_recv.close()
+        control_recv.close()
+
+    def __enter__(self) -> ProcessDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def frames(
+        self, needs: PixelNeeds | None = None, *, limit: int | None = None
+    ) -> Iterator[Frame]:
+        """Every frame in order, with the images of ``needs``; once per decoder.
+
+        ``needs`` and ``limit`` are given here when they were not given when the decoder was
+        made (and only then).
+        """
+        if self._used:
+            raise RuntimeError("ProcessDecoder.frames() can be called only once")
+        if self._late != (needs is not None) or (limit is not None and not self._late):
+            raise ValueError(
+                "needs (and limit) go either to ProcessDecoder() or to frames(), not both"
+            )
+        self._used = True
+        if needs is not None:
+            with contextlib.suppress(OSError):  # a child that died is reported by the pass
+                self._control.send((needs, _frame_limit(limit)))
+        return self._pass()
+
+    def close(self) -> None:
+        """Stop the child (if it still runs) and close the pipes; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for end in (self._data, self._free, self._control):
+            end.close()
+        if self._child.is_alive():
+            self._child.terminate()
+        self._child.join()
+
+    def _pass(self) -> Iterator[Frame]:
+        data, buffer, slots, shape = self._data, self._buffer, self._slots, self._shape
+        child, path, stall_seconds = self._child, self.reader.path, self._stall_seconds
+        gray_size = shape[0] * shape[1]
+        # Slot -> the root arrays handed out from it; every view of them has them as its base.
+        held: dict[int, list[npt.NDArray[np.uint8]]] = {}
+
+        def give_back(numbers: list[int]) -> None:
+            # Once the child has finished and closed its end, nothing wants slots.
+            with contextlib.suppress(OSError):
+                self._free.send(numbers)
+
+        freed: list[int] = []  # slots no longer used, not yet handed back
+
+        def release_unused(now: bool) -> None:
+            for slot in [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]:
+                del held[slot]
+                freed.append(slot)
+            # Handed back in batches (each message may wake the child), and before every wait.
+            if freed and (now or len(freed) >= _FREE_BATCH):
+                give_back(freed.copy())
+                freed.clear()
+
+        next_index = 0
+        messages = 0
+        try:
+            while True:
+                messages += 1
+                if messages % _FREE_BATCH == 0:  # looking costs a reference count per held slot
+                    release_unused(now=False)
+                if not data.poll():  # nothing waiting: hand the freed slots back, then wait
                     release_unused(now=True)
-                    waited += 1
-                    if waited == 1:  # only a wait longer than a poll reads /proc
-                        cpu = _cpu_ticks(child.pid)
-                    if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
-                        now_cpu = _cpu_ticks(child.pid)
-                        if cpu is not None and now_cpu == cpu:
-                            child.kill()
-                            raise VideoError(
-                                f"{reader.path}: the decoder process made no progress for "
-                                f"{stall_seconds:g} s after {next_index} frames (stuck in "
-                                "FFmpeg, or reading the file stalled); it was stopped"
-                            )
-                        waited, cpu = 0, now_cpu
-            try:
-                message: tuple[Any, ...] = data_recv.recv()
-            except EOFError:
-                child.join(timeout=5)
-                raise VideoError(
-                    f"{reader.path}: the decoder process ended unexpectedly "
-                    f"(exit code {child.exitcode}) after {next_index} frames"
-                ) from None
-            kind, upto = message[0], message[1]
-            while next_index < upto:
-                yield Frame(next_index)
-                next_index += 1
-            if kind == "frame":
-                _, index, slot, has_gray, colour = message
-                base = slot * gray_size * 4
-                roots = []
-                if has_gray:
-                    roots.append(np.frombuffer(buffer, np.uint8, gray_size, base))
-                if colour is not None:
-                    size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
-                    roots.append(np.frombuffer(buffer, np.uint8, size, base + gray_size))
-                if len(held) >= slots - 1:
-                    release_unused(now=True)
-                if len(held) >= slots - 1:  # keep a slot free for the child: copy instead
-                    roots = [root.copy() for root in roots]
-                    give_back([slot])
-                else:
-                    held[slot] = roots
-                yield _shipped_frame(index, roots, has_gray, colour, shape)
-                del roots
-                next_index = index + 1
-            elif kind == "end":
-                return
-            elif kind == "error":
-                raise VideoError(message[2])
-    finally:
-        data_recv.close()
-        free_send.close()
-        if child.is_alive():
-            child.terminate()
-        child.join()
-        held.clear()
+                    waited, cpu = 0, None  # 10 ms polls; the child's CPU time when they began
+                    while not data.poll(0.01):  # a frame may be dropped by another thread
+                        if not child.is_alive() and not data.poll():
+                            break
+                        release_unused(now=True)
+                        waited += 1
+                        if waited == 1:  # only a wait longer than a poll reads /proc
+                            cpu = _cpu_ticks(child.pid)
+                        if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
+                            now_cpu = _cpu_ticks(child.pid)
+                            if cpu is not None and now_cpu == cpu:
+                                child.kill()
+                                raise VideoError(
+                                    f"{path}: the decoder process made no progress for "
+                                    f"{stall_seconds:g} s after {next_index} frames (stuck in "
+                                    "FFmpeg, or reading the file stalled); it was stopped"
+                                )
+                            waited, cpu = 0, now_cpu
+                try:
+                    message: tuple[Any, ...] = data.recv()
+                except EOFError:
+                    child.join(timeout=5)
+                    raise VideoError(
+                        f"{path}: the decoder process ended unexpectedly "
+                        f"(exit code {child.exitcode}) after {next_index} frames"
+                    ) from None
+                kind, upto = message[0], message[1]
+                while next_index < upto:
+                    yield Frame(next_index)
+                    next_index += 1
+                if kind == "frame":
+                    _, index, slot, has_gray, colour = message
+                    base = slot * gray_size * 4
+                    roots = []
+                    if has_gray:
+                        roots.append(np.frombuffer(buffer, np.uint8, gray_size, base))
+                    if colour is not None:
+                        size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
+                        roots.append(np.frombuffer(buffer, np.uint8, size, base + gray_size))
+                    if len(held) >= slots - 1:
+                        release_unused(now=True)
+                    if len(held) >= slots - 1:  # keep a slot free for the child: copy instead
+                        roots = [root.copy() for root in roots]
+                        give_back([slot])
+                    else:
+                        held[slot] = roots
+                    yield _shipped_frame(index, roots, has_gray, colour, shape)
+                    del roots
+                    next_index = index + 1
+                elif kind == "end":
+                    return
+                elif kind == "error":
+                    raise VideoError(message[2])
+        finally:
+            held.clear()
+            self.close()
+
+
+def _frame_limit(limit: int | None) -> int:
+    # A container's frame count may be short: no limit unless one is given.
+    return sys.maxsize if limit is None else max(0, limit)
 
 
 def _cpu_ticks(pid: int | None) -> int | None:

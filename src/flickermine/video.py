@@ -151,6 +151,22 @@ _TIMESTAMPED_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "mpegts", "f
 _ROTATING_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 
 
+class LateWanted:
+    """The frames a pass will be asked for, known only once it has begun (see
+    :meth:`VideoReader.frames`): until :meth:`settle` is called every frame counts as wanted
+    (decoded in full), from then on only the frames of its mask (frames past its end count as
+    unwanted). Lets a decoder start before its consumer knows what it will read.
+    """
+
+    def __init__(self) -> None:
+        self.mask: npt.NDArray[np.bool_] | None = None
+
+    def settle(self, mask: npt.NDArray[np.bool_]) -> None:
+        """The frames wanted, ``(n,)`` bool; applies to the packets not yet handed to the
+        decoder (the frames decoded before are decoded anyway)."""
+        self.mask = np.array(mask, np.bool_)
+
+
 class _SkippingPass:
     """Numbering for a pass that skips unwanted non-reference frames, from the packets'
     timestamps: frame ``i`` is the packet with the ``i``-th smallest one.
@@ -181,8 +197,12 @@ class _SkippingPass:
         reorders: bool = True,
         turns: int = 0,
         rest_wanted: bool = False,
+        late: LateWanted | None = None,
     ) -> None:
         self.turns = turns  # for the frames made (see Frame)
+        self.late = late  # a mask still to come (see LateWanted): applied once it is settled
+        self.unwanted_before = len(wanted) if late is not None else 0  # ``start``, with ``late``
+        self.required: list[int] = []  # frames that must be decoded (leading frames)
         self.wanted = np.array(wanted, np.bool_)  # a copy: required frames are added to it
         self.rest_wanted = rest_wanted  # whether the frames past the end of ``wanted`` are too
         self.reorders = reorders
@@ -209,6 +229,8 @@ class _SkippingPass:
     def read(self, packet: Any) -> list[tuple[Any, bool]]:
         """Take the next packet (decoding order); return the packets now ready for the
         decoder, each with whether its frame is wanted."""
+        if self.late is not None and self.late.mask is not None:
+            self._settle(self.late.mask)
         pts = packet.pts
         if (
             pts is None
@@ -240,6 +262,14 @@ class _SkippingPass:
             self._number(self.pending.pop(0))
         return self._ready()
 
+    def _settle(self, mask: npt.NDArray[np.bool_]) -> None:
+        """Replace "every frame" by the late mask, for the packets not yet released."""
+        wanted = np.zeros(max(len(mask), self.count), np.bool_)
+        wanted[: len(mask)] = mask
+        wanted[: self.unwanted_before] = False
+        wanted[self.required] = True
+        self.wanted, self.rest_wanted, self.late = wanted, False, None
+
     def _trusted(self) -> bool:
         """Whether the timestamps may number frames (see ``reorders``)."""
         if self.reorders and not self.reordered:
@@ -248,6 +278,8 @@ class _SkippingPass:
 
     def finish(self) -> list[tuple[Any, bool]]:
         """At the end of the stream: number and release every packet held."""
+        if self.late is not None and self.late.mask is not None:
+            self._settle(self.late.mask)
         if self.pending and not self._trusted():
             return []
         for pts in self.pending:
@@ -259,6 +291,7 @@ class _SkippingPass:
         self.numbered[pts] = self.count
         self.order.append((self.count, pts))
         if pts in self.leading:
+            self.required.append(self.count)
             if self.count >= len(self.wanted):
                 more = np.full(self.count + 1, self.rest_wanted, np.bool_)
                 self.wanted = np.concatenate([self.wanted, more])
@@ -394,7 +427,7 @@ class VideoReader:
         self,
         *,
         threads: bool | None = None,
-        wanted: npt.NDArray[np.bool_] | None = None,
+        wanted: npt.NDArray[np.bool_] | LateWanted | None = None,
         start: int = 0,
     ) -> Iterator[Frame]:
         """Decode every frame in order; ``threads`` overrides the reader's setting for this
@@ -412,6 +445,9 @@ class VideoReader:
         always decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
         without skipping (see ``_SkippingPass``).
 
+        ``wanted`` may also be a :class:`LateWanted`, settled while the pass runs: every frame
+        is decoded until then (a decoder started before its consumer knows what it will read).
+
         ``start``: the frames before it are not wanted (with ``wanted``), or, alone, every
         frame from it on is (a run that resumes half way through a video).
         """
@@ -419,12 +455,17 @@ class VideoReader:
         index = 0  # the next frame to yield
         try:
             if (wanted is not None or start > 0) and self.can_skip:
-                rest_wanted = wanted is None  # only ``start`` given: every frame from it on
-                mask = np.zeros(start, np.bool_) if wanted is None else np.array(wanted, np.bool_)
-                mask[:start] = False
+                late = wanted if isinstance(wanted, LateWanted) else None
+                # Only ``start`` given, or a mask to come: every frame from ``start`` on.
+                rest_wanted = wanted is None or late is not None
+                mask = np.zeros(start, np.bool_)
+                if wanted is not None and late is None:
+                    mask = np.array(wanted, np.bool_)
+                    mask[:start] = False
                 skipping = _SkippingPass(
-                    mask, reorders=self.reorders, turns=self._turns, rest_wanted=rest_wanted
-                )
+                    mask, reorders=self.reorders, turns=self._turns, rest_wanted=rest_wanted,
+                    late=late,
+                )  # fmt: skip
                 for frame in self._decode(threads, skipping):
                     yield frame
                     index = frame.index + 1

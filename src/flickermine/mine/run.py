@@ -21,7 +21,7 @@ from typing import Any
 
 import cv2
 
-from flickermine.decoding import PixelNeeds, decode_in_process, process_decoding_available
+from flickermine.decoding import PixelNeeds, ProcessDecoder, process_decoding_available
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
 from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
@@ -188,38 +188,43 @@ def mine_video(
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     start = time.perf_counter()
     reader = VideoReader(video)
-    if isinstance(detections, VideoDetections):
-        dets, det_source = detections, "detections"
-    else:
-        dets, det_source = load_detections(detections), str(detections)
-    dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
-    check_frame_size(dets, reader, det_source)
-    counter = _FrameCounter(progress)
-    in_process = _use_process(decoder)
-
-    def frames(needs: PixelNeeds) -> Iterator[Frame]:
-        if in_process:
-            return counter.wrap(decode_in_process(reader, needs, limit=dets.num_frames))
-        # One decoding thread (the judging uses the other core), skipping unneeded frames.
-        single = reader.frames(threads=False, wanted=needs.any())
-        return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
-
+    # Started before the detections are read: it decodes ahead while they are loaded and the
+    # work is planned (it learns which images the miner reads when the frames are asked for).
+    ahead = ProcessDecoder(reader) if _use_process(decoder) else None
     writer: VideoResultWriter | None = None
     try:
+        if isinstance(detections, VideoDetections):
+            dets, det_source = detections, "detections"
+        else:
+            dets, det_source = load_detections(detections), str(detections)
+        dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
+        check_frame_size(dets, reader, det_source)
+        counter = _FrameCounter(progress)
+
+        def frames(needs: PixelNeeds) -> Iterator[Frame]:
+            if ahead is not None:
+                return counter.wrap(ahead.frames(needs, limit=dets.num_frames))
+            # One decoding thread (the judging uses the other core), skipping unneeded frames.
+            single = reader.frames(threads=False, wanted=needs.any())
+            return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
+
         writer = VideoResultWriter(
             Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
         )
         # With the decoder on another core, OpenCV's own worker threads only get in its way.
-        with _opencv_threads(1 if in_process else None):
+        with _opencv_threads(1 if ahead is not None else None):
             for verdicts in iter_flickers(
                 frames, dets, params, reader.width, reader.height, hard_positives=hard_positives,
-                threads=0 if in_process else 2,
+                threads=0 if ahead is not None else 2,
             ):  # fmt: skip
                 writer.add(verdicts)
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if ahead is not None:
+            ahead.close()
     decoded = counter.count
     if decoded < dets.num_frames:
         writer.abort()
