@@ -9,7 +9,10 @@ pixels, so frame numbering and counting are unchanged.
 The images are the ones :class:`~flickermine.video.VideoReader` produces (the child runs it),
 handed over as views of shared memory: no copy on the consumer's side, and only the parts the
 consumer reads cross between the two processors' caches. Slot reuse relies on CPython's
-reference counts (see :func:`decode_in_process`).
+reference counts (see :func:`decode_in_process`). :class:`ProcessDecoder` starts the child
+before the consumer knows which images it will read: the child decodes the first frames
+meanwhile (a bounded number, every frame in full), and learns the needs when the consumer asks
+for the frames.
 
 >>> needs = PixelNeeds.none(1000)  # doctest: +SKIP
 >>> needs.gray[10:20] = True  # doctest: +SKIP
