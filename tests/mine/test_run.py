@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -83,11 +84,14 @@ def test_verdicts_record_every_valid_detection_with_reason(scene, tmp_path):
     assert recorded == MinerParams().to_dict()
 
 
-def test_more_detection_frames_than_video_frames_names_both(scene, tmp_path):
+@pytest.mark.parametrize("decoder", ["process", "thread"])
+def test_more_detection_frames_than_video_frames_names_both(scene, tmp_path, decoder):
     video, _, dets = scene
     longer = dets.with_num_frames(N + 5)
     with pytest.raises(InvalidDetectionsError, match=f"{N + 5} frames.*only {N} frames"):
-        mine_video(video, longer, tmp_path / "out")
+        mine_video(video, longer, tmp_path / "out", decoder=decoder)
+    # The decoder process, started before the detections were checked, is gone.
+    assert not mp.active_children()
 
 
 def test_short_legacy_file_is_refused_unless_partial(scene, tmp_path):
