@@ -190,23 +190,30 @@ def test_a_killed_decoder_is_an_error_not_a_hang(long_video):
 
 
 _PARENT_KILLED = """
-import multiprocessing as mp, os, signal, sys
-from flickermine.decoding import PixelNeeds, decode_in_process
-frames = decode_in_process(sys.argv[1], PixelNeeds.every(300), slots=2)
-next(frames)  # the child now waits for a free slot, or sends
+import multiprocessing as mp, os, signal, sys, time
+from flickermine.decoding import PixelNeeds, ProcessDecoder, decode_in_process
+if sys.argv[2] == "early":
+    decoder = ProcessDecoder(sys.argv[1])
+    time.sleep(0.5)  # the child has decoded ahead and waits for the needs
+else:
+    frames = decode_in_process(sys.argv[1], PixelNeeds.every(300), slots=2)
+    next(frames)  # the child now waits for a free slot, or sends
 print(*[p.pid for p in mp.active_children()], flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(tmp_path, long_video):
+@pytest.mark.parametrize("when", ["early", "decoding"])
+def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(
+    tmp_path, long_video, when
+):
     from tests_helpers import children_of_a_killed_script, still_running
 
     video = long_video
     script = tmp_path / "run.py"
     script.write_text(_PARENT_KILLED)
-    children = children_of_a_killed_script([sys.executable, str(script), str(video)])
+    children = children_of_a_killed_script([sys.executable, str(script), str(video), when])
     assert len(children) == 1
     assert still_running(children, timeout=10) == []
 
