@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from flickermine._system import available_cpus
 from flickermine.cli._common import (
     add_shard_argument,
     progress_bar,
@@ -47,7 +47,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--workers", type=int, default=0,
-        help="inference threads (default: one per core for torchvision/onnx on the CPU, else 1)",
+        help="inference threads (default for torchvision/onnx on the CPU: one per CPU the job "
+        "may use, at most 8; else 1)",
     )  # fmt: skip
     p.add_argument("--half", action="store_true", help="float16 on CUDA")
     p.add_argument("--legacy-txt", action="store_true", help="also write the seed's text format")
@@ -104,10 +105,10 @@ def onnx_spec_from_args(args: argparse.Namespace) -> OnnxSpec:
 
 
 def default_workers(backend: str, device: str) -> int:
-    """One inference thread per core for torch/ONNX on the CPU; one otherwise (GPU, HOG, and
-    plugins, which may not be thread-safe)."""
+    """One inference thread per CPU the job may use (at most 8) for torch/ONNX on the CPU; one
+    otherwise (GPU, HOG, and plugins, which may not be thread-safe)."""
     if backend in ("torchvision", "onnx") and not device.startswith("cuda"):
-        return min(os.cpu_count() or 1, 8)
+        return min(available_cpus(), 8)
     return 1
 
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers(args.backend, args.device)
     if workers > 1 and hasattr(detector, "threads_per_worker"):
         # Several inference threads, each with few torch threads, keep every core busy.
-        detector.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        detector.threads_per_worker = max(1, available_cpus() // workers)
     out = Path(args.out)
     totals: dict[Path, int] = {}
     failed = 0

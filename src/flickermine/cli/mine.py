@@ -106,7 +106,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--decoder", choices=DECODERS, default="auto",
         help="decode in a child process (only the images the miner reads cross over) or in a "
-        "thread; auto: the process where possible, the thread with --workers > 1",
+        "thread; auto: the process where possible (with --workers N: where the job has 2N "
+        "CPUs), else the thread",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_shard_argument(p, "mine")

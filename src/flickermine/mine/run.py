@@ -21,6 +21,7 @@ from typing import Any
 
 import cv2
 
+from flickermine._system import available_cpus
 from flickermine.decoding import PixelNeeds, ProcessDecoder, process_decoding_available
 from flickermine.errors import ConfigError, FlickermineError, InvalidDetectionsError
 from flickermine.io import DETECTION_SUFFIXES, load_detections
@@ -83,10 +84,20 @@ def _use_process(decoder: str) -> bool:
     if decoder == "auto":
         return (
             process_decoding_available()
-            and (os.cpu_count() or 1) > 1
+            and available_cpus() > 1
             and not mp.current_process().daemon
         )
     return decoder == "process"
+
+
+def pool_decoder(decoder: str, workers: int, cpus: int | None = None) -> str:
+    """The decoder each of ``workers`` parallel workers uses: ``"auto"`` becomes the process
+    decoder where every worker can have two CPUs (its miner and its decoder child), else the
+    thread decoder (the other workers keep the cores busy); an explicit choice is kept."""
+    if decoder != "auto":
+        return decoder
+    cpus = available_cpus() if cpus is None else cpus
+    return "process" if process_decoding_available() and cpus >= 2 * workers else "thread"
 
 
 @contextlib.contextmanager
@@ -411,7 +422,7 @@ def _worker(
         return mine_video(
             job.video, job.detections, out_dir, params,
             overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
-            decoder="thread" if decoder == "auto" else decoder,  # other workers use the cores
+            decoder=decoder,  # resolved by mine_many (see pool_decoder)
         )  # fmt: skip
     except KeyboardInterrupt:
         os._exit(130)
@@ -439,8 +450,8 @@ def mine_many(
 
     With ``resume``, videos whose outputs were finished with the same parameters are skipped and
     the rest are redone. ``progress`` receives decoded-frame increments from every worker.
-    ``decoder`` is :func:`mine_video`'s; with several workers ``"auto"`` means ``"thread"``
-    (the other workers keep the other cores busy).
+    ``decoder`` is :func:`mine_video`'s; with several workers ``"auto"`` means ``"process"``
+    where every worker can have two CPUs, else ``"thread"`` (see :func:`pool_decoder`).
     """
     if decoder not in DECODERS:
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
@@ -477,6 +488,7 @@ def mine_many(
     # A worker that dies (killed for memory, a crash in a decoder) breaks the pool: its video
     # is reported as failed and the others go on in a fresh pool.
     remaining = todo
+    decoder = pool_decoder(decoder, workers)
     strikes: dict[str, int] = {}  # times a video was being mined when an unknown worker died
     while remaining:
         remaining = _run_pool(

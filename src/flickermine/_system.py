@@ -1,0 +1,19 @@
+"""What the machine lets this process use."""
+
+from __future__ import annotations
+
+import os
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the system has one (what a
+    scheduler such as SLURM, ``taskset`` or a container's cpuset grants), else every CPU of
+    the machine.
+
+    >>> available_cpus() >= 1
+    True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity masks here (macOS, Windows)
+        return os.cpu_count() or 1
