@@ -218,6 +218,32 @@ def test_a_decoder_whose_parent_is_killed_exits_instead_of_waiting_forever(
     assert still_running(children, timeout=10) == []
 
 
+_FLAG_ON_SIGTERM = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: None)  # as a `mine --workers` worker: noted, no exit
+from flickermine.decoding import PixelNeeds, ProcessDecoder
+decoder = ProcessDecoder(sys.argv[1])
+frames = decoder.frames(PixelNeeds.every(300))
+next(frames)  # the child is decoding the rest
+start = time.perf_counter()
+decoder.close()
+print(time.perf_counter() - start)
+"""
+
+
+def test_closing_stops_the_child_at_once_and_quietly_whatever_the_parent_does_on_sigterm(
+    tmp_path, long_video
+):
+    script = tmp_path / "run.py"
+    script.write_text(_FLAG_ON_SIGTERM)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(long_video)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no traceback from the child
+    assert float(proc.stdout) < 2
+
+
 _STUCK = """
 import contextlib, multiprocessing as mp, os, signal, sys, time
 from flickermine.decoding import PixelNeeds, decode_in_process

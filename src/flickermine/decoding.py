@@ -28,6 +28,7 @@ import itertools
 import mmap
 import multiprocessing as mp
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -125,6 +126,9 @@ def _child(
     # exits instead of waiting forever.
     for end in parent_ends:
         end.close()
+    # Whatever the parent does on SIGTERM (a `mine --workers` worker only notes it), the
+    # parent's terminate() ends this process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     height, width = shape
     gray_size = height * width
     slot_size = gray_size * 4
@@ -195,11 +199,14 @@ def _child(
         data.send(("end", count))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         pass
-    except VideoError as exc:
-        data.send(("error", count, str(exc)))
+    except (EOFError, BrokenPipeError):  # the parent closed its ends: it wants nothing more
+        pass
     except Exception as exc:  # reported to the parent, which raises it as a VideoError
-        message = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
-        data.send(("error", count, message))
+        message = str(exc)
+        if not isinstance(exc, VideoError):
+            message = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError):  # unless the parent is gone
+            data.send(("error", count, message))
     finally:
         data.close()
 

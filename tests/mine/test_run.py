@@ -178,20 +178,23 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     try:
         mine_many(find_jobs(Path(sys.argv[1]), Path(sys.argv[2])), sys.argv[3], workers=2,
-                  on_done=ctrl_c)
+                  on_done=ctrl_c, decoder=sys.argv[4])
     except KeyboardInterrupt:
         sys.exit(130)
 """
 
 
-def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_path):
+# "process": each worker decodes in a child of its own (the default where the job has 2 CPUs
+# per worker).
+@pytest.mark.parametrize("decoder", ["auto", "process"])
+def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_path, decoder):
     from tests_helpers import finished_videos
 
     vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(CTRL_C_SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)],
+        [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out), decoder],
         capture_output=True, text=True, timeout=120, start_new_session=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr[-2000:]
@@ -203,29 +206,45 @@ def test_ctrl_c_stops_a_parallel_run_without_starting_more_videos(scene, tmp_pat
 
 
 KILLED_SCRIPT = """
-import multiprocessing as mp, os, signal, sys
+import multiprocessing as mp, os, signal, sys, time
 from pathlib import Path
 from flickermine.mine import find_jobs, mine_many
+def children(pids):
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) in pids:
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
 def killed(outcome):  # the parent dies outright (SIGKILL, out of memory) half way
-    print(*[p.pid for p in mp.active_children()], flush=True)
+    workers = [p.pid for p in mp.active_children()]
+    decoders, deadline = [], time.monotonic() + (10 if sys.argv[4] == "process" else 0)
+    while not decoders and time.monotonic() < deadline:  # a worker's decoder child, if any
+        decoders = children(workers)
+    print(*workers, *decoders, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 if __name__ == "__main__":
     mine_many(find_jobs(Path(sys.argv[1]), Path(sys.argv[2])), sys.argv[3], workers=2,
-              on_done=killed)
+              on_done=killed, decoder=sys.argv[4])
 """
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path):
+@pytest.mark.parametrize("decoder", ["auto", "process"])
+def test_workers_of_a_killed_parent_stop_and_clean_up(scene, tmp_path, decoder):
     from tests_helpers import children_of_a_killed_script, finished_videos, still_running
 
     vids, dets = copies_of(scene, tmp_path, 12)
     (tmp_path / "run.py").write_text(KILLED_SCRIPT)
     out = tmp_path / "out"
-    argv = [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out)]
-    workers = children_of_a_killed_script(argv)
-    assert len(workers) == 2
-    assert still_running(workers, timeout=15) == []
+    argv = [sys.executable, str(tmp_path / "run.py"), str(vids), str(dets), str(out), decoder]
+    processes = children_of_a_killed_script(argv)
+    # The two workers, and with "process" the decoder children they had at the time.
+    assert len(processes) >= 3 if decoder == "process" else len(processes) == 2
+    assert still_running(processes, timeout=15) == []
     assert finished_videos(out)
 
 
