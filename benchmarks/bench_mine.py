@@ -57,9 +57,10 @@ def mine_once(video: Path, dets: Path) -> tuple[float, dict]:
         shutil.rmtree(out)
 
 
-def interleaved(video: Path, dets: Path, rounds: int) -> tuple[float, float, dict]:
+def interleaved(video: Path, dets: Path, rounds: int) -> tuple[float, float, dict, list[float]]:
     """Median decode-only time (the faster of the reader's two threading modes) and median
-    mining time, measured in alternation so that the machine's speed drifts affect both."""
+    mining time, measured in alternation so that the machine's speed drifts affect both; also
+    each round's own ratio (its mining time over its faster decode)."""
     decode: dict[bool, list[float]] = {True: [], False: []}
     mining: list[float] = []
     summary: dict = {}
@@ -68,7 +69,9 @@ def interleaved(video: Path, dets: Path, rounds: int) -> tuple[float, float, dic
             decode[threads].append(decode_only(video, threads))
         seconds, summary = mine_once(video, dets)
         mining.append(seconds)
-    return min(map(statistics.median, decode.values())), statistics.median(mining), summary
+    per_round = [m / min(a, b) for m, a, b in zip(mining, decode[True], decode[False], strict=True)]
+    decode_s = min(map(statistics.median, decode.values()))
+    return decode_s, statistics.median(mining), summary, per_round
 
 
 def _iou(a, b) -> float:
@@ -163,11 +166,12 @@ def main() -> None:
     reader = VideoReader(video)
     print(f"video: {reader.num_frames} frames {reader.width}x{reader.height}, "
           f"{len(d) / d.num_frames:.1f} detections per frame")  # fmt: skip
-    decode, mining, summary = interleaved(video, dets, args.rounds)
+    decode, mining, summary, per_round = interleaved(video, dets, args.rounds)
     print(f"decode only        {decode:8.2f} s   (median of {args.rounds})")
     print(f"mine (all outputs) {mining:8.2f} s   ({summary['hard_negatives']} hard negatives, "
           f"{summary['frames_written']} frames written)")  # fmt: skip
-    print(f"mine / decode      {mining / decode:8.2f}   (target <= 1.5)")
+    print(f"mine / decode      {mining / decode:8.2f}   (target <= 1.5; rounds "
+          f"{min(per_round):.2f}-{max(per_round):.2f})")  # fmt: skip
     per_frame = naive_seconds_per_frame(video, dets, args.naive_frames)
     examined = args.frames - 2 * MinerParams().window
     naive_total = per_frame * examined
