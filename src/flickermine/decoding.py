@@ -100,6 +100,8 @@ _PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
 #: (and this many bytes of them) ahead, every frame in full, then waits for the needs.
 _AHEAD_FRAMES = 48
 _AHEAD_BYTES = 64 << 20
+#: Signals that stop a run (Ctrl-C, a scheduler's SIGTERM).
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: Seconds without a message or CPU use after which a decoder child counts as stuck.
 STALL_SECONDS = 600.0
 
@@ -126,8 +128,9 @@ def _child(
     # exits instead of waiting forever.
     for end in parent_ends:
         end.close()
-    # Whatever the parent does on SIGTERM (a `mine --workers` worker only notes it), the
-    # parent's terminate() ends this process.
+    # Whatever the parent does on SIGTERM (the command line raises an exception, a `mine
+    # --workers` worker only notes it), the parent's terminate() ends this process; the stop
+    # signals were blocked since the fork (see ProcessDecoder), a pending one acts now.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     height, width = shape
     gray_size = height * width
@@ -135,6 +138,7 @@ def _child(
     available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
     count = 0
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # Ctrl-C: caught below
         if needs is None:  # decode ahead, every frame, until the parent says what it needs
             late = LateWanted()
             stream = reader.frames(threads=False, wanted=late)
@@ -333,10 +337,21 @@ class ProcessDecoder:
             name="flickermine-decoder",
             daemon=True,
         )
-        self._child.start()
-        data_send.close()
-        free_recv.close()
-        control_recv.close()
+        # The stop signals are blocked across the fork: delivered in the child before it is
+        # in _child, the parent's handler for them (the command line's raises an exception)
+        # would run there, and could even unwind the child into the parent's code.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self._child.start()
+        finally:
+            data_send.close()
+            free_recv.close()
+            control_recv.close()
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a pending one acts here
+            except BaseException:
+                self.close()
+                raise
 
     def __enter__(self) -> ProcessDecoder:
         return self
@@ -371,6 +386,8 @@ class ProcessDecoder:
         self._closed = True
         for end in (self._data, self._free, self._control):
             end.close()
+        if self._child.pid is None:  # never started
+            return
         if self._child.is_alive():
             self._child.terminate()
         self._child.join()
