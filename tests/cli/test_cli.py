@@ -194,6 +194,26 @@ def test_sigterm_stops_mine_cleanly_and_resume_finishes(scene, tmp_path):
     assert len(list(out.glob("*.json"))) == 20
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # that is the point
+def test_a_sigterm_lost_in_a_finaliser_still_stops_the_job_at_its_next_step():
+    import signal
+
+    from flickermine.cli._common import Terminated, on_sigterm, progress_bar, sigterm_seen
+
+    class Finalised:
+        def __del__(self):  # the signal handler runs while an object is being finalised
+            on_sigterm(signal.SIGTERM, None)
+
+    try:
+        Finalised()  # Python prints "Exception ignored in ..." and goes on: Terminated is lost
+        with progress_bar(10, "work") as bar:
+            with pytest.raises(Terminated):
+                bar.update(1)  # the next step of the work stops it after all
+            bar.update(1)  # once
+    finally:
+        sigterm_seen()
+
+
 def test_shards_split_the_videos_between_jobs_writing_one_folder(scene, tmp_path, capsys):
     import shutil
 

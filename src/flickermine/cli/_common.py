@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: progress bars and output-folder policy."""
+"""Helpers shared by subcommands: progress bars, output-folder policy, SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,9 +15,45 @@ from flickermine.errors import ConfigError, OutputExistsError
 T = TypeVar("T")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill`` stopping the job): it unwinds like Ctrl-C, so every
+    stage leaves its outputs as an interruption does (complete, or resumable)."""
+
+
+_sigterm_pending = [False]  # set by the handler until the command line has seen Terminated
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM handler: raise :class:`Terminated` where the program is."""
+    _sigterm_pending[0] = True
+    raise Terminated
+
+
+def raise_if_terminated() -> None:
+    """Raise :class:`Terminated` (once) if SIGTERM came and its exception was lost: Python
+    ignores exceptions raised in ``__del__`` methods, signal handlers' included, so a SIGTERM
+    arriving while an object is finalised would otherwise let the job run on. Progress bars
+    and per-video callbacks call this."""
+    if _sigterm_pending[0]:
+        _sigterm_pending[0] = False
+        raise Terminated
+
+
+def sigterm_seen() -> None:
+    """The command line caught :class:`Terminated`: nothing is pending any more."""
+    _sigterm_pending[0] = False
+
+
+class _Bar(tqdm):
+    def update(self, n: float | None = 1) -> bool | None:
+        raise_if_terminated()  # a place the work passes often
+        return super().update(n)
+
+
 def progress_bar(total: int | None, desc: str, unit: str = "frame", **kw: Any) -> tqdm:
-    """A tqdm bar on stderr showing rate and ETA; silent when stderr is not a terminal."""
-    return tqdm(
+    """A tqdm bar on stderr showing rate and ETA; silent when stderr is not a terminal.
+    Its ``update`` raises :class:`Terminated` after a SIGTERM whose exception was lost."""
+    return _Bar(
         total=total,
         desc=desc,
         unit=unit,

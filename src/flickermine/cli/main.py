@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from flickermine import __version__
 from flickermine.cli import convert, dataset, demo, detect, evaluate, fetch, mine, train
+from flickermine.cli._common import Terminated, on_sigterm, sigterm_seen
 from flickermine.errors import FlickermineError
 
 COMMANDS = (fetch, detect, mine, convert, dataset, train, evaluate, demo)
@@ -32,25 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler or ``kill`` stopping the job): it unwinds like Ctrl-C, so every
-    stage leaves its outputs as an interruption does (complete, or resumable)."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be set from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sigterm_seen()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from flickermine.cli._common import (
     add_shard_argument,
     check_output_dir,
     progress_bar,
+    raise_if_terminated,
     report_failure,
     take_shard,
 )
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     def on_done(outcome: JobOutcome) -> None:
+        raise_if_terminated()  # between videos
         if bar.disable:
             return
         if outcome.skipped and outcome.summary is None:

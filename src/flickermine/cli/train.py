@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from flickermine.cli._common import progress_bar
+from flickermine.cli._common import progress_bar, raise_if_terminated
 from flickermine.errors import ConfigError
 from flickermine.train import TrainConfig, load_config, train
 
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(0)
 
         def step(iteration: int, losses: dict[str, float]) -> None:
+            raise_if_terminated()
             bar.n = iteration
             bar.set_postfix(loss=f"{losses['loss']:.3f}", refresh=False)
             bar.refresh()
