@@ -118,6 +118,9 @@ def test_needs_are_given_once_and_the_frames_asked_for_once(tmp_path):
         assert len(list(given.frames())) == 24
         with pytest.raises(RuntimeError, match="only once"):
             given.frames()
+        late.close()
+        with pytest.raises(RuntimeError, match="before close"):
+            late.frames(PixelNeeds.none(24))
 
 
 def test_a_failure_while_decoding_ahead_comes_after_the_frames_before_it(tmp_path):

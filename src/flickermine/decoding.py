@@ -367,8 +367,8 @@ class ProcessDecoder:
         ``needs`` and ``limit`` are given here when they were not given when the decoder was
         made (and only then).
         """
-        if self._used:
-            raise RuntimeError("ProcessDecoder.frames() can be called only once")
+        if self._used or self._closed:
+            raise RuntimeError("ProcessDecoder.frames() can be called only once, before close()")
         if self._late != (needs is not None) or (limit is not None and not self._late):
             raise ValueError(
                 "needs (and limit) go either to ProcessDecoder() or to frames(), not both"
