@@ -406,6 +406,40 @@ def test_detections_made_on_frames_of_another_size_are_refused(tmp_path):
     assert mine_video(phone, dets, tmp_path / "out")["frames"] == N
 
 
+_HOLD_A_VIDEO = """
+import sys, time
+from pathlib import Path
+from flickermine.mine.outputs import VideoResultWriter
+writer = VideoResultWriter(Path(sys.argv[1]), "walk", {}, overwrite=True)  # mining "walk"
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_two_runs_writing_into_one_folder_never_mine_the_same_video_at_once(scene, tmp_path):
+    video, _, dets = scene
+    out = tmp_path / "out"
+    mine_video(video, dets, out)
+    script = tmp_path / "other_run.py"
+    script.write_text(_HOLD_A_VIDEO)
+    other = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        partial = sorted(p.name for p in out.glob(".walk.*.partial"))
+        assert partial  # the other run's files being written
+        # This run (--overwrite or --resume) refuses the video instead of deleting them.
+        with pytest.raises(OutputExistsError, match="another run .* is mining this video now"):
+            mine_video(video, dets, out, overwrite=True)
+        assert sorted(p.name for p in out.glob(".walk.*.partial")) == partial
+    finally:
+        other.kill()
+        other.wait()
+    # A run that dies releases the video: it can be mined again, and leaves no lock file.
+    mine_video(video, dets, out, overwrite=True)
+    assert not list(out.glob(".*lock"))
+
+
 def test_unknown_decoder_is_refused(scene, tmp_path):
     video, det_path, _ = scene
     with pytest.raises(ConfigError, match="decoder: expected one of auto, process, thread"):

@@ -32,7 +32,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flickermine._atomic import atomic_write_bytes, atomic_write_text
+from flickermine._atomic import (
+    Busy,
+    atomic_write_bytes,
+    atomic_write_text,
+    lock_exclusively,
+    unlock,
+)
 from flickermine.errors import OutputExistsError
 from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
 from flickermine.mine.hardpos import HardPositive
@@ -144,8 +150,21 @@ class VideoResultWriter:
         self.out_dir = Path(out_dir)
         self.stem = stem
         self.paths = output_paths(self.out_dir, stem)
+        # Held until the video is finished or given up: a second run writing into the same
+        # folder (started twice, or two --resume runs) must not mine it at the same time.
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.out_dir / f".{stem}.lock"
+        try:
+            self._lock_fd = lock_exclusively(self._lock_path)
+        except Busy:
+            raise OutputExistsError(
+                f"{self.out_dir / stem}: another run writing into {self.out_dir} is mining "
+                f"this video now (it holds .{stem}.lock); --shard K/N splits the videos "
+                "between runs"
+            ) from None
         found = existing_outputs(self.out_dir, stem)
         if found and not overwrite:
+            self._unlock()
             raise OutputExistsError(
                 f"{found[0]}: output of an earlier run exists; pass overwrite=True "
                 "(--overwrite) to replace it or resume (--resume) to keep finished videos"
@@ -158,7 +177,12 @@ class VideoResultWriter:
             if getattr(self, "_txt", None) is not None:
                 self._txt.close()
             self._remove_all()
+            self._unlock()
             raise
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        unlock(self._lock_path, fd)
 
     def _open(self) -> None:
         remove_outputs(self.out_dir, self.stem)
@@ -349,6 +373,7 @@ class VideoResultWriter:
         except BaseException:  # a failure or an interruption half way: no outputs at all
             self.abort()
             raise
+        self._unlock()
         return full
 
     def abort(self) -> None:
@@ -358,8 +383,11 @@ class VideoResultWriter:
             self._finish_pictures()
         with contextlib.suppress(Exception):
             self._parquet.close()
-        self._txt.close()
-        self._remove_all()
+        try:
+            self._txt.close()
+            self._remove_all()
+        finally:
+            self._unlock()
 
     def _remove_all(self) -> None:
         """Delete the partial files and every output of this video."""
