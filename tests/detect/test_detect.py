@@ -259,6 +259,39 @@ def test_outputs_not_matching_the_declared_layout(tmp_path, small_video, capsys)
     assert "expects outputs named boxes, scores, labels" in capsys.readouterr().err
 
 
+_HOLD = """
+import sys, time
+from flickermine._atomic import lock_exclusively
+lock_exclusively(sys.argv[1])  # as another detect run on this video does
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_two_runs_into_one_folder_never_detect_the_same_video_at_once(small_video, tmp_path):
+    from flickermine.detect import PluginDetector
+    from flickermine.errors import OutputExistsError
+
+    det = PluginDetector("detect.plugin_examples:bright_squares")
+    out = tmp_path / "d" / f"{small_video.stem}.parquet"
+    out.parent.mkdir()
+    lock = out.parent / f".{small_video.stem}.detect.lock"
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD)
+    other = subprocess.Popen([sys.executable, str(script), str(lock)], stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        with pytest.raises(OutputExistsError, match="another run .* is detecting this video"):
+            detect_to_file(small_video, det, out)
+        assert not out.exists()
+    finally:
+        other.kill()
+        other.wait()
+    _, computed = detect_to_file(small_video, det, out)  # the other run died: free again
+    assert computed and out.exists() and not lock.exists()
+
+
 def test_video_that_cannot_be_decoded_half_way(tmp_path):
     from flickermine.detect import PluginDetector
     from flickermine.errors import VideoError

@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flickermine._atomic import atomic_path, atomic_write_text
+from flickermine._atomic import Busy, atomic_path, atomic_write_text, lock_exclusively, unlock
 from flickermine.detect.base import Detector, check_output
-from flickermine.errors import ConfigError, VideoError
+from flickermine.errors import ConfigError, OutputExistsError, VideoError
 from flickermine.io import write_legacy, write_native
 from flickermine.structures import VideoDetections, clip_xyxy
 from flickermine.video import VideoReader, prefetch
@@ -242,6 +242,36 @@ def detect_to_file(
         from flickermine.io import read_native
 
         return read_native(out), False
+    # A second run detecting into the same folder (the job started twice) must not add chunks
+    # to this one's, nor delete them: the video is locked until it is done or given up.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.stem}.detect.lock"
+    try:
+        lock = lock_exclusively(lock_path)
+    except Busy:
+        raise OutputExistsError(
+            f"{out}: another run writing into {out.parent} is detecting this video now (it "
+            f"holds {lock_path.name}); --shard K/N splits the videos between runs"
+        ) from None
+    try:
+        return _detect_locked(video, reader, detector, out, batch_size, chunk_frames,
+                              legacy_txt, overwrite, workers, progress)  # fmt: skip
+    finally:
+        unlock(lock_path, lock)
+
+
+def _detect_locked(
+    video: str | os.PathLike[str],
+    reader: VideoReader,
+    detector: Any,
+    out: Path,
+    batch_size: int,
+    chunk_frames: int,
+    legacy_txt: bool,
+    overwrite: bool,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> tuple[VideoDetections, bool]:
     folder = partial_dir(out)
     identity = {
         "video": str(Path(video).resolve()),
