@@ -417,6 +417,8 @@ time.sleep(60)
 
 
 def test_two_runs_writing_into_one_folder_never_mine_the_same_video_at_once(scene, tmp_path):
+    from flickermine.mine.outputs import discard_unclaimed
+
     video, _, dets = scene
     out = tmp_path / "out"
     mine_video(video, dets, out)
@@ -431,10 +433,14 @@ def test_two_runs_writing_into_one_folder_never_mine_the_same_video_at_once(scen
         # This run (--overwrite or --resume) refuses the video instead of deleting them.
         with pytest.raises(OutputExistsError, match="another run .* is mining this video now"):
             mine_video(video, dets, out, overwrite=True)
+        # Nor does the clean-up after a dead worker of this run remove them.
+        discard_unclaimed(out, "walk")
         assert sorted(p.name for p in out.glob(".walk.*.partial")) == partial
     finally:
         other.kill()
         other.wait()
+    discard_unclaimed(out, "walk")  # now nobody is writing them: half-written files go
+    assert not list(out.glob(".walk.*"))
     # A run that dies releases the video: it can be mined again, and leaves no lock file.
     mine_video(video, dets, out, overwrite=True)
     assert not list(out.glob(".*lock"))

@@ -118,6 +118,24 @@ def discard_outputs(out_dir: Path, stem: str) -> None:
         remove_outputs(out_dir, stem)
 
 
+def lock_path(out_dir: Path, stem: str) -> Path:
+    """The lock held while ``stem`` is mined (see :class:`VideoResultWriter`)."""
+    return out_dir / f".{stem}.lock"
+
+
+def discard_unclaimed(out_dir: Path, stem: str) -> None:
+    """:func:`discard_outputs`, unless another run is mining ``stem`` now (it holds the lock):
+    what a dead worker left half written, but not what someone else writes in its place."""
+    try:
+        fd = lock_exclusively(lock_path(out_dir, stem))
+    except Busy:
+        return
+    try:
+        discard_outputs(out_dir, stem)
+    finally:
+        unlock(lock_path(out_dir, stem), fd)
+
+
 def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     """Outputs of ``stem`` that already exist."""
     return [p for p in output_paths(out_dir, stem).values() if p.exists()]
@@ -153,7 +171,7 @@ class VideoResultWriter:
         # Held until the video is finished or given up: a second run writing into the same
         # folder (started twice, or two --resume runs) must not mine it at the same time.
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_path = self.out_dir / f".{stem}.lock"
+        self._lock_path = lock_path(self.out_dir, stem)
         try:
             self._lock_fd = lock_exclusively(self._lock_path)
         except Busy:

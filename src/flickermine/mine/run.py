@@ -28,7 +28,7 @@ from flickermine.io import DETECTION_SUFFIXES, load_detections
 from flickermine.mine.flicker import iter_flickers
 from flickermine.mine.outputs import (
     VideoResultWriter,
-    discard_outputs,
+    discard_unclaimed,
     existing_outputs,
     output_paths,
 )
@@ -594,7 +594,7 @@ def _run_pool(
             )
     for stem, code in culprits.items():
         if stem not in theirs:
-            discard_outputs(out, stem)  # what the dead worker left half written
+            discard_unclaimed(out, stem)  # what the dead worker left half written
         outcome = JobOutcome(by_stem[stem])
         outcome.error = (
             f"{by_stem[stem].video}: the worker process mining it died ({_exit_text(code)}); "
@@ -609,7 +609,7 @@ def _run_pool(
                 summary = json.loads(output_paths(out, job.stem)["summary"].read_text())
                 record(JobOutcome(job, summary=summary))
             elif job.stem not in theirs:
-                discard_outputs(out, job.stem)
+                discard_unclaimed(out, job.stem)
     return [job for job in jobs if job.stem not in finished]
 
 
