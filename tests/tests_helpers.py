@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -21,6 +23,23 @@ def first_frames(src: Path, dst: Path, n: int) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return dst
+
+
+@contextlib.contextmanager
+def another_run(script: Path, *args: str) -> Iterator[None]:
+    """Run ``script`` (which prints ``holding`` once it holds what it stands for: a video being
+    written) in another process for the duration; it is killed at the end, as a run that dies."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        yield
+    finally:
+        other.kill()
+        other.wait()
 
 
 def wait_gone(pids: list[int], timeout: float) -> list[int]:

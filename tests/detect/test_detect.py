@@ -271,6 +271,7 @@ time.sleep(60)
 def test_two_runs_into_one_folder_never_detect_the_same_video_at_once(small_video, tmp_path):
     from flickermine.detect import PluginDetector
     from flickermine.errors import OutputExistsError
+    from tests_helpers import another_run
 
     det = PluginDetector("detect.plugin_examples:bright_squares")
     out = tmp_path / "d" / f"{small_video.stem}.parquet"
@@ -278,16 +279,10 @@ def test_two_runs_into_one_folder_never_detect_the_same_video_at_once(small_vide
     lock = out.parent / f".{small_video.stem}.detect.lock"
     script = tmp_path / "hold.py"
     script.write_text(_HOLD)
-    other = subprocess.Popen([sys.executable, str(script), str(lock)], stdout=subprocess.PIPE,
-                             text=True)  # fmt: skip
-    try:
-        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+    with another_run(script, str(lock)):
         with pytest.raises(OutputExistsError, match="another run .* is detecting this video"):
             detect_to_file(small_video, det, out)
         assert not out.exists()
-    finally:
-        other.kill()
-        other.wait()
     _, computed = detect_to_file(small_video, det, out)  # the other run died: free again
     assert computed and out.exists() and not lock.exists()
 

@@ -418,16 +418,14 @@ time.sleep(60)
 
 def test_two_runs_writing_into_one_folder_never_mine_the_same_video_at_once(scene, tmp_path):
     from flickermine.mine.outputs import discard_unclaimed
+    from tests_helpers import another_run
 
     video, _, dets = scene
     out = tmp_path / "out"
     mine_video(video, dets, out)
     script = tmp_path / "other_run.py"
     script.write_text(_HOLD_A_VIDEO)
-    other = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE,
-                             text=True)  # fmt: skip
-    try:
-        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+    with another_run(script, str(out)):
         partial = sorted(p.name for p in out.glob(".walk.*.partial"))
         assert partial  # the other run's files being written
         # This run (--overwrite or --resume) refuses the video instead of deleting them.
@@ -436,9 +434,6 @@ def test_two_runs_writing_into_one_folder_never_mine_the_same_video_at_once(scen
         # Nor does the clean-up after a dead worker of this run remove them.
         discard_unclaimed(out, "walk")
         assert sorted(p.name for p in out.glob(".walk.*.partial")) == partial
-    finally:
-        other.kill()
-        other.wait()
     discard_unclaimed(out, "walk")  # now nobody is writing them: half-written files go
     assert not list(out.glob(".walk.*"))
     # A run that dies releases the video: it can be mined again, and leaves no lock file.
