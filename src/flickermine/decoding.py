@@ -28,6 +28,8 @@ import itertools
 import mmap
 import multiprocessing as mp
 import os
+import pickle
+import select
 import signal
 import sys
 from collections import deque
@@ -106,6 +108,24 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 STALL_SECONDS = 600.0
 
 
+def _send(end: Connection, message: object) -> None:
+    """Send ``message`` with plain pickle: ``Connection.send`` builds a new pickler (with the
+    multiprocessing reducers, not needed here) for every message."""
+    end.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(end: Connection) -> Any:
+    return pickle.loads(end.recv_bytes())
+
+
+def _readable(end: Connection) -> Any:
+    """A ``select.poll`` object watching ``end``: ``.poll(ms)`` tells whether a message (or
+    the end of the pipe) is waiting, without ``Connection.poll``'s selector set-up each time."""
+    watcher = select.poll()
+    watcher.register(end.fileno(), select.POLLIN)
+    return watcher
+
+
 def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]:
     plane = av_frame.planes[k]
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
@@ -136,6 +156,7 @@ def _child(
     gray_size = height * width
     slot_size = gray_size * 4
     available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
+    freed = _readable(free)
     count = 0
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # Ctrl-C: caught below
@@ -168,8 +189,8 @@ def _child(
             want_gray = i < len(needs.gray) and bool(needs.gray[i])
             want_colour = i < len(needs.bgr) and bool(needs.bgr[i])
             if want_gray or want_colour:
-                if not available or free.poll():
-                    available.extend(free.recv())  # blocks only when every slot is held
+                if not available or freed.poll(0):
+                    available.extend(_recv(free))  # blocks only when every slot is held
                 slot = available.pop()
                 base = slot * slot_size
                 colour: tuple[Any, ...] | None = None
@@ -196,11 +217,11 @@ def _child(
                     view = np.frombuffer(buffer, np.uint8, gray_size * 3, base + gray_size)
                     view.reshape(height, width, 3)[...] = frame.bgr
                     colour = ("bgr24",)
-                data.send(("frame", i, slot, want_gray or planar, colour))
+                _send(data, ("frame", i, slot, want_gray or planar, colour))
             elif i % _COUNT_EVERY == _COUNT_EVERY - 1:
-                data.send(("count", i + 1))
+                _send(data, ("count", i + 1))
             count += 1
-        data.send(("end", count))
+        _send(data, ("end", count))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         pass
     except (EOFError, BrokenPipeError):  # the parent closed its ends: it wants nothing more
@@ -210,7 +231,7 @@ def _child(
         if not isinstance(exc, VideoError):
             message = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
         with contextlib.suppress(OSError):  # unless the parent is gone
-            data.send(("error", count, message))
+            _send(data, ("error", count, message))
     finally:
         data.close()
 
@@ -402,7 +423,7 @@ class ProcessDecoder:
         def give_back(numbers: list[int]) -> None:
             # Once the child has finished and closed its end, nothing wants slots.
             with contextlib.suppress(OSError):
-                self._free.send(numbers)
+                _send(self._free, numbers)
 
         freed: list[int] = []  # slots no longer used, not yet handed back
 
@@ -417,16 +438,17 @@ class ProcessDecoder:
 
         next_index = 0
         messages = 0
+        waiting = _readable(data)
         try:
             while True:
                 messages += 1
                 if messages % _FREE_BATCH == 0:  # looking costs a reference count per held slot
                     release_unused(now=False)
-                if not data.poll():  # nothing waiting: hand the freed slots back, then wait
+                if not waiting.poll(0):  # nothing waiting: hand the freed slots back, then wait
                     release_unused(now=True)
                     waited, cpu = 0, None  # 10 ms polls; the child's CPU time when they began
-                    while not data.poll(0.01):  # a frame may be dropped by another thread
-                        if not child.is_alive() and not data.poll():
+                    while not waiting.poll(10):  # a frame may be dropped by another thread
+                        if not child.is_alive() and not waiting.poll(0):
                             break
                         release_unused(now=True)
                         waited += 1
@@ -443,7 +465,7 @@ class ProcessDecoder:
                                 )
                             waited, cpu = 0, now_cpu
                 try:
-                    message: tuple[Any, ...] = data.recv()
+                    message: tuple[Any, ...] = _recv(data)
                 except EOFError:
                     child.join(timeout=5)
                     raise VideoError(

@@ -224,6 +224,8 @@ class _SkippingPass:
 
     def any_wanted(self, a: int, b: int) -> bool:
         """Whether a frame of ``a..b-1`` is wanted."""
+        if a >= b:  # the usual case: no frame skipped in between
+            return False
         return bool(self.wanted[a:b].any()) or (self.rest_wanted and b > max(a, len(self.wanted)))
 
     def read(self, packet: Any) -> list[tuple[Any, bool]]:
