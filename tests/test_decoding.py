@@ -321,23 +321,34 @@ def test_a_stuck_decoder_is_an_error_not_a_hang(tmp_path, long_video):
 
 _AFTER_A_CONVERSION = """
 import sys
+import threading
 import numpy as np
 from flickermine.decoding import PixelNeeds, decode_in_process
 from flickermine.video import VideoReader
 
 frames = list(VideoReader(sys.argv[1]))
-colour = [f.bgr for f in frames]  # the parent converts first: its context has threads
-got = list(decode_in_process(sys.argv[1], PixelNeeds.every(len(frames))))
+if sys.argv[2] == "another thread":  # converts, and still runs when the child is forked
+    converted, done = threading.Event(), threading.Event()
+    def convert():
+        [f.bgr for f in VideoReader(sys.argv[1])]
+        converted.set()
+        done.wait()
+    threading.Thread(target=convert, daemon=True).start()
+    converted.wait()
+colour = [f.bgr for f in frames]  # this thread converts too
+got = list(decode_in_process(sys.argv[1], PixelNeeds.every(len(frames)), stall_seconds=20))
 assert [f.index for f in got] == list(range(len(frames)))
 assert all(np.array_equal(f.bgr, c) for f, c in zip(got, colour))
 print("ok")
 """
 
 
-@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
-def test_a_child_forked_after_colour_conversions_does_not_hang(tmp_path, pix_fmt):
+@pytest.mark.parametrize("converting", ["this thread", "another thread"])
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p", "yuv420p"])
+def test_a_child_forked_after_colour_conversions_does_not_hang(tmp_path, pix_fmt, converting):
     # swscale's conversion contexts may run slice threads. A child forked from a process
-    # holding one used to wait forever for threads it does not have, converting or freeing.
+    # holding one used to wait forever for threads it does not have, converting or freeing
+    # it (even one held by another thread: the child frees that thread's thread-locals).
     import subprocess
     import sys
 
@@ -354,7 +365,7 @@ def test_a_child_forked_after_colour_conversions_does_not_hang(tmp_path, pix_fmt
         for packet in stream.encode():
             out.mux(packet)
     proc = subprocess.run(
-        [sys.executable, "-c", _AFTER_A_CONVERSION, str(path)],
+        [sys.executable, "-c", _AFTER_A_CONVERSION, str(path), converting],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -44,31 +44,23 @@ _AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 
 
 _local = threading.local()
-
-
-_abandoned: list[Any] = []
-
-
-def _forget_reformatter() -> None:
-    # A conversion context may run worker threads (swscale slices): a forked child, which has
-    # none of its parent's threads, would wait for them forever, when using it and even when
-    # freeing it. The child keeps it, unused and unfreed, and makes its own.
-    if getattr(_local, "reformatter", None) is not None:
-        _abandoned.append(_local.reformatter)
-        _local.reformatter = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_reformatter)
+#: PyAV 17 added swscale's slice threads to reformatting (and the argument that turns them off).
+_ONE_THREAD: dict[str, int] = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
 def to_bgr(av_frame: Any) -> npt.NDArray[np.uint8]:
     """``(H, W, 3)`` BGR image of a PyAV frame (``to_ndarray(format="bgr24")``), with one
-    conversion context per thread kept between frames instead of one per frame."""
+    conversion context per thread kept between frames instead of one per frame.
+
+    The contexts convert in the calling thread only: one that ran swscale's slice threads
+    would hang a process forked while it exists (the decoder child) the moment the child
+    used or freed it (it waits for threads the child does not have), and the child frees
+    every other thread's contexts as it starts."""
     reformatter = getattr(_local, "reformatter", None)
     if reformatter is None:
         reformatter = _local.reformatter = VideoReformatter()
-    return np.asarray(reformatter.reformat(av_frame, format="bgr24").to_ndarray(), np.uint8)
+    bgr = reformatter.reformat(av_frame, format="bgr24", **_ONE_THREAD)
+    return np.asarray(bgr.to_ndarray(), np.uint8)
 
 
 def _upright(image: npt.NDArray[np.uint8], turns: int) -> npt.NDArray[np.uint8]:
