@@ -6,6 +6,8 @@ Prints, on a synthetic 768x576 video of >= 795 frames with >= 5 detections per f
 * mining time (``mine_video``: decoding, judging, writing every output) and their ratio
   (target <= 1.5); both are medians of rounds run in alternation (the faster of the reader's
   two threading modes is the decode baseline), because this kind of machine drifts in speed,
+* the decoder child alone with the images the miner reads and nothing judged (the floor of
+  the mining time with this design),
 * the ratio against a naive implementation that seeks to every candidate frame and to each of
   its neighbours with OpenCV, as the seed did (target >= 50x; timed on a sample of frames and
   extrapolated to the whole video, because the full run takes many minutes),
@@ -32,8 +34,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from flickermine.decoding import PixelNeeds, ProcessDecoder
 from flickermine.io import load_detections
 from flickermine.mine import MinerParams, mine_video
+from flickermine.mine.flicker import iter_flickers
 from flickermine.video import VideoReader
 
 from _synth import make_video
@@ -57,21 +61,52 @@ def mine_once(video: Path, dets: Path) -> tuple[float, dict]:
         shutil.rmtree(out)
 
 
-def interleaved(video: Path, dets: Path, rounds: int) -> tuple[float, float, dict, list[float]]:
-    """Median decode-only time (the faster of the reader's two threading modes) and median
-    mining time, measured in alternation so that the machine's speed drifts affect both; also
-    each round's own ratio (its mining time over its faster decode)."""
+def miner_needs(video: Path, dets: Path) -> PixelNeeds:
+    """The images ``mine_video`` (default parameters) has its decoder ship."""
+    reader = VideoReader(video)
+    asked: list[PixelNeeds] = []
+
+    def frames(needs: PixelNeeds) -> list:
+        asked.append(needs)
+        return []  # nothing judged
+
+    for _ in iter_flickers(frames, load_detections(dets), MinerParams(), reader.width,
+                           reader.height, threads=0):  # fmt: skip
+        pass
+    return asked[0]
+
+
+def decoder_alone(video: Path, needs: PixelNeeds) -> float:
+    """The decoder child as ``mine_video`` runs it (opened, started, given the needs, every
+    frame received), with nothing else done with the frames."""
+    start = time.perf_counter()
+    with ProcessDecoder(VideoReader(video)) as decoder:
+        for _ in decoder.frames(needs, limit=len(needs.gray)):
+            pass
+    return time.perf_counter() - start
+
+
+def interleaved(
+    video: Path, dets: Path, rounds: int
+) -> tuple[float, float, float, dict, list[float]]:
+    """Median decode-only time (the faster of the reader's two threading modes), median time
+    of the decoder child alone and median mining time, measured in alternation so that the
+    machine's speed drifts affect all; also each round's own ratio (its mining time over its
+    faster decode)."""
+    needs = miner_needs(video, dets)
     decode: dict[bool, list[float]] = {True: [], False: []}
+    alone: list[float] = []
     mining: list[float] = []
     summary: dict = {}
     for _ in range(rounds):
         for threads in (True, False):
             decode[threads].append(decode_only(video, threads))
+        alone.append(decoder_alone(video, needs))
         seconds, summary = mine_once(video, dets)
         mining.append(seconds)
     per_round = [m / min(a, b) for m, a, b in zip(mining, decode[True], decode[False], strict=True)]
     decode_s = min(map(statistics.median, decode.values()))
-    return decode_s, statistics.median(mining), summary, per_round
+    return decode_s, statistics.median(alone), statistics.median(mining), summary, per_round
 
 
 def _iou(a, b) -> float:
@@ -166,8 +201,10 @@ def main() -> None:
     reader = VideoReader(video)
     print(f"video: {reader.num_frames} frames {reader.width}x{reader.height}, "
           f"{len(d) / d.num_frames:.1f} detections per frame")  # fmt: skip
-    decode, mining, summary, per_round = interleaved(video, dets, args.rounds)
+    decode, alone, mining, summary, per_round = interleaved(video, dets, args.rounds)
     print(f"decode only        {decode:8.2f} s   (median of {args.rounds})")
+    print(f"decoder child alone{alone:8.2f} s   (the images the miner reads, nothing judged: "
+          f"{alone / decode:.2f}x decode)")  # fmt: skip
     print(f"mine (all outputs) {mining:8.2f} s   ({summary['hard_negatives']} hard negatives, "
           f"{summary['frames_written']} frames written)")  # fmt: skip
     print(f"mine / decode      {mining / decode:8.2f}   (target <= 1.5; rounds "
@@ -184,7 +221,8 @@ def main() -> None:
         rss_small, rss_large = peak_rss_mb(*small), peak_rss_mb(*large)
         print(f"peak RSS  800 frames {rss_small:7.1f} MiB, 20000 frames {rss_large:7.1f} MiB, "
               f"ratio {rss_large / rss_small:.2f}  (target <= 2)")  # fmt: skip
-    print(json.dumps({"decode_s": round(decode, 3), "mine_s": round(mining, 3),
+    print(json.dumps({"decode_s": round(decode, 3), "decoder_alone_s": round(alone, 3),
+                      "mine_s": round(mining, 3),
                       "naive_s_est": round(naive_total, 1)}))  # fmt: skip
 
 
