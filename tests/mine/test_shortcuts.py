@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -212,6 +214,32 @@ def test_miner_agrees_with_a_plain_reading_of_the_rules(seed, threads, sparse, h
             got[(fv.index, i)] = (before, after)
             assert fv.hard_negative[i] == (before is None and after is None)
     assert got == expected
+
+
+def _exact_spread_and_correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    # The same formula with every sum a Python integer.
+    x = [int(v) for v in a.reshape(-1)]
+    y = [int(v) for v in b.reshape(-1)]
+    n = len(x)
+    sa, sb = sum(x), sum(y)
+    var_a = float(n * sum(v * v for v in x) - sa * sa) / n / n
+    var_b = float(n * sum(v * v for v in y) - sb * sb) / n / n
+    if var_a <= 0 or var_b <= 0:
+        return math.sqrt(max(var_a, 0.0)), 0.0
+    cov = float(n * sum(u * v for u, v in zip(x, y, strict=True)) - sa * sb) / n / n
+    return math.sqrt(var_a), cov / math.sqrt(var_a * var_b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.integers(1, 300), w=st.integers(1, 300),
+       dy=st.integers(0, 20), dx=st.integers(0, 20), bright=st.booleans())  # fmt: skip
+def test_same_position_sums_are_exact(seed, h, w, dy, dx, bright):
+    # Views into a larger image (rows not contiguous), bright ones making the largest sums:
+    # the statistics equal the exact integer formula's, to the last bit.
+    rng = np.random.default_rng(seed)
+    image = rng.integers(200 if bright else 0, 256, (h + 20, w + 20), np.uint8)
+    patch, other = image[:h, :w], image[dy : dy + h, dx : dx + w]
+    assert _spread_and_correlation(patch, other) == _exact_spread_and_correlation(patch, other)
 
 
 @settings(max_examples=50, deadline=None)

@@ -207,17 +207,20 @@ def _spread_and_correlation(
 ) -> tuple[float, float]:
     """Grey-level standard deviation of ``patch`` and its ``TM_CCOEFF_NORMED`` correlation with
     the same-size ``other`` (0 when either is flat). The sums are exact integers, so only the
-    final division rounds; no BLAS call (its threads would compete with the decoder)."""
-    a = patch.reshape(-1).astype(np.int64)
-    b = other.reshape(-1).astype(np.int64)
-    n = a.size
-    sa, sb = int(a.sum()), int(b.sum())
-    var_a = float(n * int((a * a).sum()) - sa * sa) / n / n
-    var_b = float(n * int((b * b).sum()) - sb * sb) / n / n
+    final division rounds: OpenCV's sums of 8-bit pixels and of their squares are within a
+    few units in the last place of the integer (some of its paths take a square root and
+    square it again), far below 0.5 for any image, so rounding recovers them. No BLAS call
+    (its threads would compete with the decoder), no copies."""
+    n = patch.size
+    sa, sb = round(cv2.sumElems(patch)[0]), round(cv2.sumElems(other)[0])
+    aa, bb = round(cv2.norm(patch, cv2.NORM_L2SQR)), round(cv2.norm(other, cv2.NORM_L2SQR))
+    ab = (aa + bb - round(cv2.norm(patch, other, cv2.NORM_L2SQR))) // 2  # sum of a*b
+    var_a = float(n * aa - sa * sa) / n / n
+    var_b = float(n * bb - sb * sb) / n / n
     spread = math.sqrt(max(var_a, 0.0))
     if var_a <= 0 or var_b <= 0:
         return spread, 0.0
-    covariance = float(n * int((a * b).sum()) - sa * sb) / n / n
+    covariance = float(n * ab - sa * sb) / n / n
     return spread, covariance / math.sqrt(var_a * var_b)
 
 
