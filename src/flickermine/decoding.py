@@ -174,7 +174,7 @@ def _child(
             except VideoError as exc:  # reported after the frames decoded before it
                 failed = exc
             try:
-                needs, limit = control.recv()
+                needs, limit = _recv(control)
             except EOFError:  # the parent gave up before it needed any frame
                 return
             late.settle(needs.any())
@@ -397,7 +397,7 @@ class ProcessDecoder:
         self._used = True
         if needs is not None:
             with contextlib.suppress(OSError):  # a child that died is reported by the pass
-                self._control.send((needs, _frame_limit(limit)))
+                _send(self._control, (needs, _frame_limit(limit)))
         return self._pass()
 
     def close(self) -> None:
