@@ -70,6 +70,76 @@ def test_skipping_unwanted_frames_keeps_numbers_and_the_wanted_images(tmp_path, 
         assert np.array_equal(f.gray, full[f.index][1])
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_groups_of_pictures_nobody_reads_are_not_decoded_at_all(tmp_path, suffix):
+    # Closed groups of 10 frames: only frames 25-27 are read, so the groups before and after
+    # theirs, and the rest of theirs, need no decoding, reference frames included.
+    path = write_video(tmp_path / f"g{suffix}", textured(60), bframes=2, keyint=10)
+    reader = VideoReader(path)
+    full = [f.gray.copy() for f in reader]
+    wanted = np.zeros(60, np.bool_)
+    wanted[25:28] = True
+    frames = list(reader.frames(wanted=wanted))
+    assert [f.index for f in frames] == list(range(60))
+    decoded = [f.index for f in frames if f._av is not None]
+    # Only their group's head; in MPEG-TS each IDR picture also carries the parameter sets,
+    # so those pictures are decoded (the rest of their groups is not).
+    outside = [t for t in decoded if not 20 <= t <= 29]
+    assert outside == ([0, 10, 30, 40, 50] if suffix == ".ts" else [])
+    for f in frames:
+        if f._av is not None:
+            assert np.array_equal(f.gray, full[f.index])
+    # A run resumed half way: the groups before ``start`` are not decoded either.
+    frames = list(reader.frames(start=40))
+    assert [f.index for f in frames if f._av is not None] == (
+        [0, 10, 20, 30, *range(40, 60)] if suffix == ".ts" else list(range(40, 60))
+    )
+    assert all(np.array_equal(frames[t].gray, full[t]) for t in range(40, 60))
+
+
+def test_dropping_needs_an_idr_picture_next_and_keeps_parameter_sets():
+    from flickermine.video import _SkippingPass, h264_nal_types
+
+    class Packet:
+        def __init__(self, pts, units, key=False):
+            self.pts, self.is_keyframe, self.is_discard = pts, key, False
+            self.data = b"".join(len(u).to_bytes(4, "big") + u for u in units)
+            self.size = len(self.data)
+
+        def __bytes__(self):
+            return self.data
+
+    idr, p_slice, sps = b"\x65\x88", b"\x41\x9a", b"\x67\x42"
+
+    def run(stream, wanted):
+        n = _SkippingPass(np.array(wanted), reorders=False, nal_length=4)
+        n.LOOKAHEAD = 1
+        ready = [item for packet in stream for item in n.read(packet)] + n.finish()
+        return [(p.pts, w) for p, w in ready], n.dropped
+
+    # IDR P P | IDR P P, nothing wanted in the first group: it is never decoded.
+    gop = [[idr], [p_slice], [p_slice]]
+    stream = [Packet(k, gop[k % 3], key=k % 3 == 0) for k in range(6)]
+    ready, dropped = run(stream, [False, False, False, False, True, False])
+    assert ready == [(3, False), (4, True)] and dropped == 4  # and the last P: nothing after it
+    # A P frame wanted: the frames it is predicted from are decoded, those after it dropped.
+    assert run(stream, [False, True, False, False, False, False]) == ([(0, False), (1, True)], 4)
+    # A key frame that is not an IDR picture (open GOP) may be referred across: no drop there.
+    stream[3] = Packet(3, [p_slice], key=True)
+    ready, dropped = run(stream, [False, False, False, False, True, False])
+    assert [pts for pts, _ in ready] == [0, 1, 2, 3, 4] and dropped == 1
+    # A packet holding parameter sets is always decoded (later pictures may need them).
+    stream = [Packet(0, [sps, idr], key=True), Packet(1, [p_slice]), Packet(2, [idr], key=True)]
+    assert run(stream, [False, False, True]) == ([(0, False), (2, True)], 1)
+    # Packets that do not parse are decoded; so are the ones held before them.
+    stream[1] = Packet(1, [p_slice])
+    stream[1].data = stream[1].data[:-1]
+    assert run(stream, [False, False, True])[1] == 0
+    assert h264_nal_types(b"\0\0\0\x09\x41", 4) is None  # a unit longer than the packet
+    assert h264_nal_types(b"\xc1\x00", 0) is None  # no start code
+    assert h264_nal_types(b"\0\0\1\xc1", 0) is None  # forbidden bit set
+
+
 def test_wanting_every_frame_or_a_short_mask(tmp_path):
     path = write_video(tmp_path / "b.mp4", textured(20), bframes=2)
     reader = VideoReader(path)
@@ -348,8 +418,10 @@ def test_skipping_matches_a_full_pass_across_encoders_and_containers(
             out.mux(packet)
     reader = VideoReader(path)
     full = [f.gray.copy() for f in reader.frames(threads=False)]
-    for density, extra in [(0.02, 0), (0.1, -3), (0.3, 5), (0.6, 0)]:
-        wanted = rng.random(len(full) + extra) < density
+    masks = [rng.random(len(full) + extra) < density
+             for density, extra in [(0.02, 0), (0.1, -3), (0.3, 5), (0.6, 0)]]  # fmt: skip
+    masks.append(np.isin(np.arange(len(full)), [*range(40, 47), 75]))  # long unread runs
+    for density, wanted in zip([0.02, 0.1, 0.3, 0.6, 0.09], masks, strict=True):
         frames = list(reader.frames(threads=density > 0.2, wanted=wanted))
         assert [f.index for f in frames] == list(range(len(full)))
         for t in np.flatnonzero(wanted[: len(full)]):

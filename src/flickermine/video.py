@@ -159,6 +159,55 @@ class LateWanted:
         self.mask = np.array(mask, np.bool_)
 
 
+#: NAL unit types a packet may hold and still be left out of an H.264 decode: slices of a
+#: picture that is not an IDR picture (1), SEI (6), access unit delimiters (9), ends of sequence
+#: or stream (10, 11), filler (12). Not parameter sets (7, 8): later pictures may need them.
+_DROPPABLE_NALS = frozenset({1, 6, 9, 10, 11, 12})
+#: Slice of an IDR picture: no picture after it in decoding order refers to one before it.
+_IDR_NAL = 5
+
+
+def h264_nal_types(data: bytes, length_size: int) -> list[int] | None:
+    """The ``nal_unit_type`` of each NAL unit of an H.264 packet, or ``None`` when the packet
+    does not parse. ``length_size``: bytes of the size before each unit (MP4, Matroska, FLV:
+    from the ``avcC`` header), or 0 for units separated by start codes (MPEG-TS).
+
+    >>> h264_nal_types(bytes([0, 0, 0, 2, 0x65, 0x88, 0, 0, 0, 1, 0x06]), 4)
+    [5, 6]
+    >>> h264_nal_types(bytes([0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x41]), 0)
+    [7, 8, 1]
+    """
+    types = []
+    end = len(data)
+    if length_size:
+        pos = 0
+        while pos < end:
+            start = pos + length_size
+            if start >= end:
+                return None
+            size = int.from_bytes(data[pos:start], "big")
+            if size == 0 or start + size > end or data[start] & 0x80:
+                return None
+            types.append(data[start] & 0x1F)
+            pos = start + size
+    else:
+        pos = data.find(b"\0\0\1")
+        while 0 <= pos < end - 3:
+            if data[pos + 3] & 0x80:
+                return None
+            types.append(data[pos + 3] & 0x1F)
+            pos = data.find(b"\0\0\1", pos + 3)
+    return types or None
+
+
+def _nal_length_size(extradata: bytes | None) -> int:
+    """Size of the unit lengths in an H.264 stream's packets (from its ``avcC`` header), or 0
+    when its packets separate units with start codes."""
+    if extradata and len(extradata) >= 7 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    return 0
+
+
 class _SkippingPass:
     """Numbering for a pass that skips unwanted non-reference frames, from the packets'
     timestamps: frame ``i`` is the packet with the ``i``-th smallest one.
@@ -178,9 +227,19 @@ class _SkippingPass:
     The timestamps must then show it: nothing is numbered until one packet has come with a
     smaller timestamp than an earlier one. Files whose timestamps count packets in decoding
     order (remuxed from AVI, say) show none, and are decoded in full.
+
+    ``nal_length`` (H.264: see :func:`h264_nal_types`; ``None``: off): unwanted packets are
+    then also held back after numbering, and the ones right before an IDR picture (or the end
+    of the stream), with no wanted frame among them, are not decoded at all, reference frames
+    included: nothing after an IDR picture refers to a picture before it. So a group of
+    pictures nobody reads, or the end of one, costs no decoding. A packet holding anything but
+    the units of :data:`_DROPPABLE_NALS` (parameter sets, say) or that does not parse is always
+    decoded; at most :data:`TAIL_PACKETS` packets (:data:`TAIL_BYTES` bytes) are held.
     """
 
     LOOKAHEAD = 32
+    TAIL_PACKETS = 2048
+    TAIL_BYTES = 64 << 20
 
     def __init__(
         self,
@@ -190,8 +249,13 @@ class _SkippingPass:
         turns: int = 0,
         rest_wanted: bool = False,
         late: LateWanted | None = None,
+        nal_length: int | None = None,
     ) -> None:
         self.turns = turns  # for the frames made (see Frame)
+        self.nal_length = nal_length  # H.264 unit length size (0: start codes); None: no drops
+        self.tail: deque[Any] = deque()  # unwanted packets numbered, not decoded yet
+        self.tail_bytes = 0
+        self.dropped = 0  # packets never decoded (see nal_length)
         self.late = late  # a mask still to come (see LateWanted): applied once it is settled
         self.unwanted_before = len(wanted) if late is not None else 0  # ``start``, with ``late``
         self.required: list[int] = []  # frames that must be decoded (leading frames)
@@ -279,7 +343,9 @@ class _SkippingPass:
         for pts in self.pending:
             self._number(pts)
         self.pending.clear()
-        return self._ready()
+        ready = self._ready()
+        self._drop_tail()  # nothing after them: never decoded
+        return ready
 
     def _number(self, pts: int) -> None:
         self.numbered[pts] = self.count
@@ -294,11 +360,42 @@ class _SkippingPass:
         self.last = pts
 
     def _ready(self) -> list[tuple[Any, bool]]:
-        ready = []
+        ready: list[tuple[Any, bool]] = []
         while self.held and self.held[0].pts in self.numbered:
             packet = self.held.popleft()
-            ready.append((packet, self.is_wanted(self.numbered[packet.pts])))
+            wanted = self.is_wanted(self.numbered[packet.pts])
+            if self.nal_length is None:
+                ready.append((packet, wanted))
+            else:
+                self._through_tail(packet, wanted, ready)
         return ready
+
+    def _through_tail(self, packet: Any, wanted: bool, ready: list[tuple[Any, bool]]) -> None:
+        """Hold ``packet`` back if it is unwanted and could be left out (see ``nal_length``);
+        release the packets held before it when it is wanted or cannot be left out; drop
+        them when it starts an IDR picture."""
+        assert self.nal_length is not None
+        types = h264_nal_types(bytes(packet), self.nal_length)
+        if types is not None and _IDR_NAL in types:
+            self._drop_tail()  # every packet held is unwanted, and this one refers to none
+        droppable = types is not None and all(t in _DROPPABLE_NALS or t == _IDR_NAL for t in types)
+        if wanted or not droppable:
+            ready.extend((held, False) for held in self.tail)
+            self.tail.clear()
+            self.tail_bytes = 0
+            ready.append((packet, wanted))
+            return
+        self.tail.append(packet)
+        self.tail_bytes += packet.size
+        while len(self.tail) > self.TAIL_PACKETS or self.tail_bytes > self.TAIL_BYTES:
+            oldest = self.tail.popleft()  # decoded after all (skipped if it is non-reference)
+            self.tail_bytes -= oldest.size
+            ready.append((oldest, False))
+
+    def _drop_tail(self) -> None:
+        self.dropped += len(self.tail)
+        self.tail.clear()
+        self.tail_bytes = 0
 
     def place(self, av_frame: Any) -> list[Frame] | None:
         """The frames up to this decoded one (skipped ones without pixels), or None if it
@@ -437,7 +534,11 @@ class VideoReader:
         timestamp, none marked to be discarded, whose first packet is a keyframe and whose
         timestamps show the decoder's reordering; frames displayed before that keyframe are
         always decoded; if a decoded frame ever disagrees with the numbering, the pass goes on
-        without skipping (see ``_SkippingPass``).
+        without skipping (see ``_SkippingPass``). Reference frames are skipped too where no
+        wanted frame comes after them before the next IDR picture (H.264's closed group
+        boundary, read from the packets' units; not any keyframe: an open group's keyframe may
+        be referred across) or the end: groups of pictures nobody reads, the ends of groups,
+        and everything before ``start`` cost no decoding.
 
         ``wanted`` may also be a :class:`LateWanted`, settled while the pass runs: every frame
         is decoded until then (a decoder started before its consumer knows what it will read).
@@ -496,6 +597,7 @@ class VideoReader:
                     yield Frame(index, av_frame, turns=self._turns)
                 return
             codec = stream.codec_context
+            skipping.nal_length = _nal_length_size(codec.extradata)
             mode = codec.skip_frame
             flushed = False
             for packet in container.demux(stream):
