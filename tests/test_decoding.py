@@ -154,6 +154,24 @@ def test_kept_images_stay_intact_while_slots_are_reused(tmp_path):
         assert np.array_equal(frame.gray, reference[index])
 
 
+def test_the_shared_slots_are_unmapped_in_the_background_once_no_frame_holds_them(tmp_path):
+    video = textured_video(tmp_path / "v.mp4", n=20)
+    reference = [f.gray.copy() for f in VideoReader(video)]
+    for keep in (False, True):
+        decoder = ProcessDecoder(VideoReader(video), PixelNeeds.every(20))
+        kept = [f for f in decoder.frames() if keep and f.index == 7]
+        decoder.close()
+        decoder.unmap_soon()
+        buffer = decoder._buffer
+        deadline = time.monotonic() + 10
+        while not buffer.closed and time.monotonic() < deadline and not keep:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert buffer.closed is not keep  # a frame still held keeps them mapped
+        if keep:
+            assert np.array_equal(kept[0].gray, reference[7])
+
+
 def test_a_video_cut_short_yields_what_the_reader_yields(tmp_path):
     avi = textured_video(tmp_path / "cut.avi", n=30)
     data = avi.read_bytes()

@@ -32,6 +32,7 @@ import pickle
 import select
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -412,6 +413,18 @@ class ProcessDecoder:
         if self._child.is_alive():
             self._child.terminate()
         self._child.join()
+
+    def unmap_soon(self) -> None:
+        """Unmap the shared slots in a background thread, after :meth:`close`: unmapping
+        the pages both processes touched takes ~10 ms. If a frame still holds them, they go
+        with the last one instead."""
+        buffer = self._buffer
+
+        def unmap() -> None:
+            with contextlib.suppress(BufferError):  # views remain: freed with the last one
+                buffer.close()
+
+        threading.Thread(target=unmap, name="flickermine-unmap", daemon=True).start()
 
     def _pass(self) -> Iterator[Frame]:
         data, buffer, slots, shape = self._data, self._buffer, self._slots, self._shape

@@ -229,6 +229,7 @@ def mine_video(
                 threads=0 if ahead is not None else 2,
             ):  # fmt: skip
                 writer.add(verdicts)
+                del verdicts  # holds its frame's images: the last one must not outlive the pass
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -257,6 +258,8 @@ def mine_video(
         "seconds": round(time.perf_counter() - start, 3),
     }
     result = writer.close(summary)
+    if ahead is not None:
+        ahead.unmap_soon()  # every frame is let go of now (pictures written)
     logger.info("mined %s: %d hard negatives", video, result["hard_negatives"])
     return result
 
