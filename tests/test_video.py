@@ -100,20 +100,19 @@ def test_groups_of_pictures_nobody_reads_are_not_decoded_at_all(tmp_path, suffix
 def test_dropping_needs_an_idr_picture_next_and_keeps_parameter_sets():
     from flickermine.video import _SkippingPass, h264_nal_types
 
-    class Packet:
-        def __init__(self, pts, units, key=False):
-            self.pts, self.is_keyframe, self.is_discard = pts, key, False
-            self.data = b"".join(len(u).to_bytes(4, "big") + u for u in units)
-            self.size = len(self.data)
-
-        def __bytes__(self):
-            return self.data
+    class Packet(bytes):  # its bytes are the packet's data, as PyAV's packets give them
+        def __new__(cls, pts, units, key=False, cut=0):
+            data = b"".join(len(u).to_bytes(4, "big") + u for u in units)
+            packet = super().__new__(cls, data[: len(data) - cut])
+            packet.pts, packet.is_keyframe, packet.is_discard = pts, key, False
+            packet.size = len(packet)
+            return packet
 
     idr, p_slice, sps = b"\x65\x88", b"\x41\x9a", b"\x67\x42"
 
-    def run(stream, wanted):
+    def run(stream, wanted, most=100):
         n = _SkippingPass(np.array(wanted), reorders=False, nal_length=4)
-        n.LOOKAHEAD = 1
+        n.LOOKAHEAD, n.TAIL_PACKETS = 1, most
         ready = [item for packet in stream for item in n.read(packet)] + n.finish()
         return [(p.pts, w) for p, w in ready], n.dropped
 
@@ -122,6 +121,9 @@ def test_dropping_needs_an_idr_picture_next_and_keeps_parameter_sets():
     stream = [Packet(k, gop[k % 3], key=k % 3 == 0) for k in range(6)]
     ready, dropped = run(stream, [False, False, False, False, True, False])
     assert ready == [(3, False), (4, True)] and dropped == 4  # and the last P: nothing after it
+    # At most TAIL_PACKETS held: the oldest are decoded after all.
+    ready, dropped = run(stream, [False, False, False, False, True, False], most=1)
+    assert [pts for pts, _ in ready] == [0, 1, 3, 4] and dropped == 2
     # A P frame wanted: the frames it is predicted from are decoded, those after it dropped.
     assert run(stream, [False, True, False, False, False, False]) == ([(0, False), (1, True)], 4)
     # A key frame that is not an IDR picture (open GOP) may be referred across: no drop there.
@@ -132,8 +134,7 @@ def test_dropping_needs_an_idr_picture_next_and_keeps_parameter_sets():
     stream = [Packet(0, [sps, idr], key=True), Packet(1, [p_slice]), Packet(2, [idr], key=True)]
     assert run(stream, [False, False, True]) == ([(0, False), (2, True)], 1)
     # Packets that do not parse are decoded; so are the ones held before them.
-    stream[1] = Packet(1, [p_slice])
-    stream[1].data = stream[1].data[:-1]
+    stream[1] = Packet(1, [p_slice], cut=1)  # its unit's length says one byte more
     assert run(stream, [False, False, True])[1] == 0
     assert h264_nal_types(b"\0\0\0\x09\x41", 4) is None  # a unit longer than the packet
     assert h264_nal_types(b"\xc1\x00", 0) is None  # no start code

@@ -167,7 +167,7 @@ _DROPPABLE_NALS = frozenset({1, 6, 9, 10, 11, 12})
 _IDR_NAL = 5
 
 
-def h264_nal_types(data: bytes, length_size: int) -> list[int] | None:
+def h264_nal_types(data: bytes | memoryview, length_size: int) -> list[int] | None:
     """The ``nal_unit_type`` of each NAL unit of an H.264 packet, or ``None`` when the packet
     does not parse. ``length_size``: bytes of the size before each unit (MP4, Matroska, FLV:
     from the ``avcC`` header), or 0 for units separated by start codes (MPEG-TS).
@@ -191,6 +191,7 @@ def h264_nal_types(data: bytes, length_size: int) -> list[int] | None:
             types.append(data[start] & 0x1F)
             pos = start + size
     else:
+        data = bytes(data)
         pos = data.find(b"\0\0\1")
         while 0 <= pos < end - 3:
             if data[pos + 3] & 0x80:
@@ -375,7 +376,7 @@ class _SkippingPass:
         release the packets held before it when it is wanted or cannot be left out; drop
         them when it starts an IDR picture."""
         assert self.nal_length is not None
-        types = h264_nal_types(bytes(packet), self.nal_length)
+        types = h264_nal_types(memoryview(packet), self.nal_length)  # no copy
         if types is not None and _IDR_NAL in types:
             self._drop_tail()  # every packet held is unwanted, and this one refers to none
         droppable = types is not None and all(t in _DROPPABLE_NALS or t == _IDR_NAL for t in types)
