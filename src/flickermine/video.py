@@ -240,7 +240,7 @@ class _SkippingPass:
 
     LOOKAHEAD = 32
     TAIL_PACKETS = 2048
-    TAIL_BYTES = 64 << 20
+    TAIL_BYTES = 32 << 20
 
     def __init__(
         self,
