@@ -376,6 +376,9 @@ class _SkippingPass:
         release the packets held before it when it is wanted or cannot be left out; drop
         them when it starts an IDR picture."""
         assert self.nal_length is not None
+        if wanted and not self.tail:  # nothing held, nothing to decide: no need to parse it
+            ready.append((packet, wanted))
+            return
         types = h264_nal_types(memoryview(packet), self.nal_length)  # no copy
         if types is not None and _IDR_NAL in types:
             self._drop_tail()  # every packet held is unwanted, and this one refers to none
