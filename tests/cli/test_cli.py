@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -32,6 +33,36 @@ def test_mine_prints_a_summary(scene, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "hard negatives              1" in out and "frames written              1" in out
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so progress bars are drawn on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_quiet_prints_only_errors_on_every_subcommand(scene, tmp_path, capsys, monkeypatch):
+    video, txt = scene
+    loud = _Terminal()
+    monkeypatch.setattr(sys, "stderr", loud)
+    assert main(["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "a")]) == 0
+    assert "mining 1 video(s)" in loud.getvalue()  # a bar is drawn on a terminal
+    assert "hard negatives" in capsys.readouterr().out
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    args = ["--detections", str(txt), "--out", str(tmp_path / "b"), "-q"]
+    assert main(["mine", str(video), *args]) == 0
+    assert main(["convert", str(txt), str(tmp_path / "walk.parquet"), "-q"]) == 0
+    assert main(["detect", str(video), "--out", str(tmp_path / "dets"), "--quiet"]) == 0
+    assert capsys.readouterr().out == "" and quiet.getvalue() == ""
+    assert (tmp_path / "b" / "walk.json").is_file() and (tmp_path / "walk.parquet").is_file()
+    assert (tmp_path / "dets" / "walk.parquet").is_file()
+    # Errors still reach stderr, and stdout is back to normal after the command.
+    assert main(["convert", str(txt), str(tmp_path / "walk.parquet"), "-q"]) == 2
+    assert "Error: " in quiet.getvalue() and "walk.parquet" in quiet.getvalue()
+    print("after")
+    assert capsys.readouterr().out == "after\n"
 
 
 @pytest.mark.parametrize("decoder", ["thread", "process"])
@@ -87,8 +118,14 @@ def test_garbled_detections_error_names_file_and_line(scene, tmp_path, capsys):
     video, txt = scene
     txt.write_text(txt.read_text().replace("FRAME NUMBER: 3\n1\n", "FRAME NUMBER: 3\none\n"))
     rc = main(["mine", str(video), "--detections", str(txt), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert rc == 1 and "walk.txt:8: expected the number of boxes of frame 3" in err
+    captured = capsys.readouterr()
+    assert rc == 1 and "walk.txt:8: expected the number of boxes of frame 3" in captured.err
+    # Nothing was mined: one line says so, with no table of zeros and no folder to look in.
+    assert (
+        captured.out.strip()
+        == "flickermine mine: 0 video(s) mined, 0 skipped (done before), 1 failed"
+    )
+    assert not (tmp_path / "o").exists()
 
 
 def test_convert_legacy_to_native_and_back(scene, tmp_path):

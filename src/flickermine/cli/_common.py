@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +46,32 @@ def sigterm_seen() -> None:
     _sigterm_pending[0] = False
 
 
+_quiet = [False]  # set by quiet_output() for the duration of a -q command
+
+
+def add_quiet_argument(p: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress bars and nothing on stdout; warnings and errors still go to
+    stderr (for batch jobs whose logs should hold only what went wrong)."""
+    p.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no progress bars or summary; only warnings and errors are printed (stderr)",
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet_output(quiet: bool) -> Iterator[None]:
+    """For the duration: with ``quiet``, progress bars are off and stdout is discarded."""
+    if not quiet:
+        yield
+        return
+    _quiet[0] = True
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            yield
+    finally:
+        _quiet[0] = False
+
+
 class _Bar(tqdm):
     def update(self, n: float | None = 1) -> bool | None:
         raise_if_terminated()  # a place the work passes often
@@ -51,14 +79,15 @@ class _Bar(tqdm):
 
 
 def progress_bar(total: int | None, desc: str, unit: str = "frame", **kw: Any) -> tqdm:
-    """A tqdm bar on stderr showing rate and ETA; silent when stderr is not a terminal.
-    Its ``update`` raises :class:`Terminated` after a SIGTERM whose exception was lost."""
+    """A tqdm bar on stderr showing rate and ETA; silent when stderr is not a terminal and
+    under ``-q``. Its ``update`` raises :class:`Terminated` after a SIGTERM whose exception
+    was lost."""
     return _Bar(
         total=total,
         desc=desc,
         unit=unit,
         dynamic_ncols=True,
-        disable=kw.pop("disable", None) or not sys.stderr.isatty(),
+        disable=kw.pop("disable", None) or _quiet[0] or not sys.stderr.isatty(),
         file=sys.stderr,
         **kw,
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from flickermine.cli._common import add_quiet_argument
 from flickermine.errors import OutputExistsError
 from flickermine.io import load_detections, save_detections
 from flickermine.mine.run import check_frame_counts, check_frame_size
@@ -31,6 +32,7 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--category", help="category name to record in the metadata")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 

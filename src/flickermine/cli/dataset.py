@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flickermine.cli._common import add_quiet_argument
 from flickermine.dataset import (
     CocoError,
     coco_stats,
@@ -41,6 +42,7 @@ def add_parser(sub: Any) -> None:
         help="drop frames without any positive box (the seed's behaviour)",
     )  # fmt: skip
     m.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
+    add_quiet_argument(m)
     m.set_defaults(run=run_merge)
 
     e = dsub.add_parser("export", help="mined frames as a standalone COCO dataset for review")
@@ -49,6 +51,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--category", default="object", help="category name (default: object)")
     e.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
     e.add_argument("--overwrite", action="store_true", help="replace an existing annotations.json")
+    add_quiet_argument(e)
     e.set_defaults(run=run_export)
 
     s = dsub.add_parser("subset", help="single-category subset with optional splits")
@@ -66,6 +69,7 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--seed", type=int, default=0, help="seed of negatives and splits")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_quiet_argument(s)
     s.set_defaults(run=run_subset)
 
     t = dsub.add_parser("stats", help="images, annotations, box sizes, mined vs original")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flickermine.cli._common import progress_bar
+from flickermine.cli._common import add_quiet_argument, progress_bar
 from flickermine.demo import frames_of, run_demo, sample_video
 
 
@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="demo-output", help="output folder (default: ./demo-output)")
     p.add_argument("--video", help="use this video instead of the bundled clip")
     p.add_argument("--overwrite", action="store_true", help="redo an earlier demo")
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 

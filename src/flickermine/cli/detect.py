@@ -9,6 +9,7 @@ from typing import Any
 
 from flickermine._system import available_cpus
 from flickermine.cli._common import (
+    add_quiet_argument,
     add_shard_argument,
     progress_bar,
     report_failure,
@@ -71,6 +72,7 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--output-names", default="boxes,scores,labels",
                    help="names of the separate outputs (default boxes,scores,labels)")  # fmt: skip
     o.add_argument("--class-names", help="file of class names, one per line")
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_write_text
-from flickermine.cli._common import progress_bar
+from flickermine.cli._common import add_quiet_argument, progress_bar
 from flickermine.dataset import load_coco
 from flickermine.dataset.coco import CocoError, check_coco, check_results, find_category
 from flickermine.errors import ConfigError
@@ -23,6 +23,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--detections", help="COCO results JSON instead of a checkpoint")
     _common(e)
     e.add_argument("--out", help="write the metrics as JSON here")
+    add_quiet_argument(e)
     e.set_defaults(run=run_evaluate)
     c = sub.add_parser("compare", help="two models or detection sets side by side, with pictures")
     c.add_argument("a", help="baseline: checkpoint (.pt) or COCO results (.json)")
@@ -32,6 +33,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--score-threshold", type=float, default=0.5,
                    help="score at which false positives are counted (default 0.5)")  # fmt: skip
     c.add_argument("--max-pairs", type=int, default=50, help="before/after pictures at most")
+    add_quiet_argument(c)
     c.set_defaults(run=run_compare)
 
 

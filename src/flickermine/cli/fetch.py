@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from flickermine.cli._common import progress_bar
+from flickermine.cli._common import add_quiet_argument, progress_bar
 from flickermine.fetch import ManifestRow, fetch_videos, read_list
 
 
@@ -27,6 +27,7 @@ def add_parser(sub: Any) -> None:
         "--seed-layout", action="store_true",
         help="lay out videos as videoN/videoN.<ext> with mapping.csv (the seed's layout)",
     )  # fmt: skip
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 

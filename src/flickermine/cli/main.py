@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from flickermine import __version__
 from flickermine.cli import convert, dataset, demo, detect, evaluate, fetch, mine, train
-from flickermine.cli._common import Terminated, on_sigterm, sigterm_seen
+from flickermine.cli._common import Terminated, on_sigterm, quiet_output, sigterm_seen
 from flickermine.errors import FlickermineError
 
 COMMANDS = (fetch, detect, mine, convert, dataset, train, evaluate, demo)
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds(), quiet_output(getattr(args, "quiet", False)):
             return int(args.run(args))
     except FlickermineError as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flickermine.cli._common import (
+    add_quiet_argument,
     add_shard_argument,
     check_output_dir,
     progress_bar,
@@ -110,7 +111,7 @@ def add_parser(sub: Any) -> None:
         "thread; auto: the process where possible (with --workers N: where the job has 2N "
         "CPUs), else the thread",
     )  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_quiet_argument(p)
     add_shard_argument(p, "mine")
     add_param_flags(p)
     add_hard_positive_flags(p)
@@ -190,9 +191,14 @@ def format_summary(outcomes: list[JobOutcome], out: Path) -> str:
         seconds += float(o.summary["seconds"])
     skipped = sum(o.skipped for o in outcomes)
     failed = sum(bool(o.error) for o in outcomes)
-    lines = [
+    head = (
         f"flickermine mine: {len(done)} video(s) mined, {skipped} skipped (done before), "
-        f"{failed} failed",
+        f"{failed} failed"
+    )
+    if not done and not skipped:  # nothing to count, and nothing may have been written
+        return head
+    lines = [
+        head,
         f"  frames             {totals['frames']:>10}",
         f"  detections (valid) {totals['valid_detections']:>10}",
         f"  candidates         {totals['candidates']:>10}",

@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from flickermine.cli._common import progress_bar, raise_if_terminated
+from flickermine.cli._common import add_quiet_argument, progress_bar, raise_if_terminated
 from flickermine.errors import ConfigError
 from flickermine.train import TrainConfig, load_config, train
 
@@ -60,6 +60,7 @@ def add_parser(sub: Any) -> None:
                    help="no horizontal flip augmentation")  # fmt: skip
     for name, (kind, text) in _FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 
