@@ -63,6 +63,14 @@ def test_quiet_prints_only_errors_on_every_subcommand(scene, tmp_path, capsys, m
     assert "Error: " in quiet.getvalue() and "walk.parquet" in quiet.getvalue()
     print("after")
     assert capsys.readouterr().out == "after\n"
+    # Every subcommand takes it (but `dataset stats`, whose printout is its result).
+    commands = [["fetch"], ["detect"], ["mine"], ["convert"], ["dataset", "merge"],
+                ["dataset", "export"], ["dataset", "subset"], ["train"], ["evaluate"],
+                ["compare"], ["demo"]]  # fmt: skip
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "-q, --quiet" in capsys.readouterr().out, command
 
 
 @pytest.mark.parametrize("decoder", ["thread", "process"])
