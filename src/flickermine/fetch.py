@@ -11,9 +11,11 @@ on. ``seed_layout`` lays the videos out as the seed did (``videoN/videoN.<ext>``
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -24,6 +26,7 @@ from typing import Any
 
 from flickermine._atomic import atomic_write_text
 from flickermine.errors import ConfigError, FlickermineError
+from flickermine.paths import safe_component
 from flickermine.video import VideoReader
 
 logger = logging.getLogger(__name__)
@@ -137,7 +140,6 @@ def fetch_videos(
     rows: list[ManifestRow] = []
     opts: dict[str, Any] = {
         "format": video_format,
-        "outtmpl": str(out / "%(id)s.%(ext)s"),
         "retries": retries,
         "fragment_retries": retries,
         "quiet": True,
@@ -149,25 +151,36 @@ def fetch_videos(
         opts["ratelimit"] = ratelimit
     for n, url in enumerate(urls, start=1):
         old = previous.get(url)
-        if old and old.status == "ok" and (out / old.file).is_file():
+        others = [r for u, r in previous.items() if u != url] + rows
+        if old and old.status == "ok" and old.file and (out / old.file).is_file():
             row = old
-            row.status = "ok"
         else:
-            row = _download(yt_dlp, opts, url, out, retries)
+            row = _download(yt_dlp, opts, url, out, retries, taken={r.file for r in others})
             if sleep and n < len(urls):
                 time.sleep(sleep)
-        if seed_layout and row.status == "ok":
-            row = _to_seed_layout(row, out, n)
+        if seed_layout and row.status == "ok" and not _SEED_FILE.fullmatch(row.file):
+            row = _to_seed_layout(row, out, _next_seed_number(out, others))
         rows.append(row)
         write_manifest(manifest_path, rows + [r for u, r in previous.items() if u not in urls])
         if on_done:
             on_done(row)
     if seed_layout:
         mapping = "folder,id,url\n" + "".join(
-            f"video{n},{r.id},{r.url}\n" for n, r in enumerate(rows, start=1) if r.status == "ok"
+            f"{Path(r.file).parent},{r.id},{r.url}\n" for r in rows if r.status == "ok"
         )
         atomic_write_text(out / "mapping.csv", mapping)
     return rows
+
+
+_SEED_FILE = re.compile(r"video(\d+)/video\1\.[A-Za-z0-9]+")
+
+
+def _next_seed_number(out: Path, rows: list[ManifestRow]) -> int:
+    """The first ``videoN`` number above every one in use (by a manifest row or on disk): a
+    finished video keeps its number when the list changes."""
+    used = [int(m.group(1)) for r in rows if (m := _SEED_FILE.fullmatch(r.file))]
+    used += [int(p.name[5:]) for p in out.glob("video*") if p.name[5:].isdigit()]
+    return max(used, default=0) + 1
 
 
 def _parse_rate(text: str) -> int:
@@ -181,36 +194,78 @@ def _parse_rate(text: str) -> int:
     return rate
 
 
-def _download(yt_dlp: Any, opts: dict[str, Any], url: str, out: Path, retries: int) -> ManifestRow:
+def _download(
+    yt_dlp: Any, opts: dict[str, Any], url: str, out: Path, retries: int, taken: set[str]
+) -> ManifestRow:
+    """Download ``url`` into a folder of its own under ``out``, then move the video to a name
+    no other source uses (``<id>.<ext>``, or ``<id>-<hash of the URL>.<ext>`` when another URL
+    already has that name). A failed download leaves nothing behind."""
     row = ManifestRow(url=url)
-    error = ""
-    for attempt in range(1, max(1, retries) + 1):
-        try:
-            with yt_dlp.YoutubeDL(opts) as ydl:
-                info = ydl.extract_info(url, download=True)
-                path = Path(ydl.prepare_filename(info))
-            break
-        except Exception as exc:  # yt-dlp raises DownloadError and friends
-            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            logger.warning("%s: attempt %d failed: %s", url, attempt, error)
-    else:
-        row.status, row.error = "failed", error
-        return row
-    row.id = str(info.get("id", path.stem))
-    row.title = str(info.get("title", ""))
-    row.duration = str(info.get("duration") or "")
-    row.file = path.name
+    digest = hashlib.sha256(url.encode()).hexdigest()[:10]
+    staging = out / f".fetch-{digest}"  # ours: named after the URL, removed when done
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        reader = VideoReader(path)
-    except FlickermineError as exc:
-        row.status, row.error = "failed", f"downloaded file is not a readable video: {exc}"
-        return row
+        path, info = _download_into(yt_dlp, opts, url, staging, retries, row)
+        if path is None:
+            return row
+        row.id = str(info.get("id") or path.stem)
+        row.title = str(info.get("title", ""))
+        row.duration = str(info.get("duration") or "")
+        try:
+            stem = safe_component(row.id, f"{url}: the video id")
+        except ConfigError:
+            stem = f"video-{digest}"
+        name = f"{stem}{path.suffix}"
+        if name in taken or (out / name).exists():
+            name = f"{stem}-{digest}{path.suffix}"
+        try:
+            reader = VideoReader(path)
+        except FlickermineError as exc:
+            row.status, row.error = "failed", f"downloaded file is not a readable video: {exc}"
+            return row
+        os.replace(path, out / name)
+        row.file = name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     row.fps, row.frames = f"{reader.fps:g}", str(reader.num_frames)
     row.width, row.height = str(reader.width), str(reader.height)
     if not row.duration and reader.fps:
         row.duration = f"{reader.num_frames / reader.fps:.3f}"
     row.status = "ok"
     return row
+
+
+def _download_into(
+    yt_dlp: Any, opts: dict[str, Any], url: str, staging: Path, retries: int, row: ManifestRow
+) -> tuple[Path | None, dict[str, Any]]:
+    """The downloaded file and yt-dlp's info, or ``None`` with ``row`` marked failed."""
+    error = ""
+    for attempt in range(1, max(1, retries) + 1):
+        try:
+            with yt_dlp.YoutubeDL({**opts, "outtmpl": str(staging / "download.%(ext)s")}) as ydl:
+                info = ydl.extract_info(url, download=True)
+                path = Path(ydl.prepare_filename(info))
+            if not path.is_file():
+                raise FlickermineError(f"yt-dlp reported success but wrote no file {path.name}")
+            return path, info
+        except Exception as exc:  # yt-dlp raises DownloadError and friends
+            error = _first_line(exc)
+            logger.warning("%s: attempt %d failed: %s", url, attempt, error)
+    row.status, row.error = "failed", error
+    return None, {}
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line description of ``exc`` that is never empty (yt-dlp's messages can be
+    ``ERROR: `` and nothing after it, e.g. for a truncated download)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    if text.removeprefix("ERROR:").strip() == "":
+        cause = exc.__cause__ or exc.__context__ or getattr(exc, "exc_info", [None, None])[1]
+        detail = str(cause).strip() if cause is not None else ""
+        name = type(cause).__name__ if cause is not None else type(exc).__name__
+        return f"download failed: {name}" + (f": {detail}" if detail else "")
+    return text
 
 
 def _to_seed_layout(row: ManifestRow, out: Path, n: int) -> ManifestRow:

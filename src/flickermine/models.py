@@ -12,6 +12,7 @@ torch and torchvision are imported lazily: the rest of flickermine works without
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -249,12 +250,41 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise ModelError(f"{p}: checkpoint file not found")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        # Tensors, plain containers and numbers only: unpickling anything else could run code.
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{p}: refused: the checkpoint holds objects other than tensors and plain values, "
+            f"which are never unpickled (they can run code) ({first[:200]})"
+        ) from None
     except Exception as exc:  # torch raises many kinds on a bad file
         raise ModelError(f"{p}: not a readable checkpoint: {exc}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{p}: not a flickermine checkpoint (written by `flickermine train`)")
+    _check_checkpoint(p, ckpt)
     return ckpt
+
+
+def _check_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+    """The fields every reader of a checkpoint relies on, with their types."""
+    expected = {"model_name": str, "num_classes": int, "categories": list, "model": dict}
+    for key, kind in expected.items():
+        if key not in ckpt:
+            raise ModelError(f"{path}: damaged checkpoint: no {key!r}")
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            raise ModelError(
+                f"{path}: damaged checkpoint: {key!r} is a {type(ckpt[key]).__name__}, "
+                f"expected a {kind.__name__}"
+            )
+    cats = ckpt["categories"]
+    if not cats or not all(isinstance(c, dict) and "name" in c and "id" in c for c in cats):
+        raise ModelError(f"{path}: damaged checkpoint: 'categories' must list {{id, name}} dicts")
+    if ckpt["num_classes"] != len(cats) + 1:
+        raise ModelError(
+            f"{path}: damaged checkpoint: {ckpt['num_classes']} classes for {len(cats)} "
+            "categories (expected categories + 1)"
+        )
 
 
 def load_checkpoint_model(

@@ -18,7 +18,8 @@ from flickermine.cli._common import (
 from flickermine.detect import OnnxSpec, build_detector, detect_to_file, read_class_names
 from flickermine.detect.base import DetectError
 from flickermine.errors import ConfigError, FlickermineError, VideoError
-from flickermine.mine.run import list_videos
+from flickermine.mine.run import list_videos, output_stem
+from flickermine.paths import check_disjoint
 from flickermine.video import VideoReader
 
 
@@ -121,6 +122,18 @@ def run(args: argparse.Namespace) -> int:
     videos = list_videos(src) if src.is_dir() else [src]
     if not videos:
         raise ConfigError(f"{src}: no video files found")
+    stems: dict[str, Path] = {}
+    for video in videos:
+        stem = output_stem(video)
+        if stem in stems:
+            raise ConfigError(
+                f"{video}: {stems[stem].name} has the same name {stem!r}; their detection "
+                "files would clash (rename one)"
+            )
+        stems[stem] = video
+    out = Path(args.out)
+    outputs = [out / f"{s}{ext}" for s in stems for ext in (".parquet", ".txt")]
+    check_disjoint(out, (), outputs, videos)
     videos = take_shard(videos, args.shard)
     if args.workers < 0:
         raise ConfigError(f"--workers: expected 0 (automatic) or more, got {args.workers}")
@@ -135,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1 and hasattr(detector, "threads_per_worker"):
         # Several inference threads, each with few torch threads, keep every core busy.
         detector.threads_per_worker = max(1, available_cpus() // workers)
-    out = Path(args.out)
     totals: dict[Path, int] = {}
     failed = 0
     for video in videos:  # an unreadable video is reported; the others are still detected
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
                 try:
                     dets, computed = detect_to_file(
-                        video, detector, out / f"{video.stem}.parquet",
+                        video, detector, out / f"{output_stem(video)}.parquet",
                         batch_size=args.batch_size, chunk_frames=args.chunk_frames,
                         legacy_txt=args.legacy_txt, overwrite=args.overwrite, workers=workers,
                         progress=step,

@@ -19,7 +19,7 @@ from flickermine.cli._common import (
 from flickermine.errors import ConfigError, FlickermineError, OutputExistsError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
 from flickermine.mine.outputs import existing_outputs
-from flickermine.mine.run import DECODERS, JobOutcome
+from flickermine.mine.run import DECODERS, JobOutcome, check_outputs
 from flickermine.video import VideoReader
 
 # (flag, seed alias, parameter, type); defaults and help come from MinerParams.
@@ -126,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     hard_positives = hard_positive_params_from_args(args)
     jobs = take_shard(sorted(find_jobs(video, args.detections), key=lambda j: j.stem), args.shard)
     out = Path(args.out)
+    folders = tuple(Path(p) for p in (video, args.detections) if Path(p).is_dir())
+    check_outputs(jobs, out, folders)
     if args.shard is None:
         check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
     elif not (args.overwrite or args.resume):  # the other shards write into the same folder

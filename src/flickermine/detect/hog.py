@@ -70,4 +70,8 @@ class HogPeopleDetector:
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         score = (1.0 / (1.0 + np.exp(-np.asarray(margins, np.float64).ravel()))).astype(np.float32)
         keep = score >= self.score_threshold
-        return xyxy[keep], score[keep]
+        xyxy, score = xyxy[keep], score[keep]
+        # OpenCV's worker threads return the boxes in any order: sort them (score first, then
+        # position) so that every run, resumed or not, writes the same file.
+        order = np.lexsort((xyxy[:, 3], xyxy[:, 2], xyxy[:, 1], xyxy[:, 0], -score))
+        return xyxy[order], score[order]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +27,7 @@ from flickermine._atomic import Busy, atomic_path, atomic_write_text, lock_exclu
 from flickermine.detect.base import Detector, check_output
 from flickermine.errors import ConfigError, OutputExistsError, VideoError
 from flickermine.io import write_legacy, write_native
+from flickermine.paths import remove_own_files
 from flickermine.structures import VideoDetections, clip_xyxy
 from flickermine.video import VideoReader, prefetch
 
@@ -152,6 +153,10 @@ def _assemble(
 
 
 # ---------------------------------------------------------------------------- resumable files
+#: What a run writes into its partial folder (chunks, its marker and their temporary names).
+_OWN_CHUNK = re.compile(r"\.?(chunk_\d+_\d+\.parquet|run\.json)(\.\d+-\d+-\d+\.tmp)?")
+
+
 def partial_dir(out_path: Path) -> Path:
     """Where the chunks of an unfinished run of ``out_path`` live."""
     return out_path.parent / f".{out_path.stem}.detect-partial"
@@ -282,7 +287,7 @@ def _detect_locked(
     }
     marker = folder / "run.json"
     if folder.exists() and (overwrite or _read_marker(marker) != identity):
-        shutil.rmtree(folder)
+        remove_own_files(folder, _OWN_CHUNK)
     folder.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         atomic_write_text(marker, json.dumps(identity))
@@ -312,5 +317,5 @@ def _detect_locked(
     write_native(dets, out)
     if legacy_txt:
         write_legacy(dets, out.with_suffix(".txt"))
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_own_files(folder, _OWN_CHUNK)
     return dets, True

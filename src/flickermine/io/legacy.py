@@ -2,7 +2,8 @@
 
 Per frame, in order::
 
-    FRAME NUMBER: <n>          (1-based; any text on this line is accepted when reading)
+    FRAME NUMBER: <n>          (1-based; numbers must increase, a skipped number is a frame
+                               without boxes; a header without a number is the next frame)
     <k>
     <x> <y> <w> <h> <score>    (k lines)
 
@@ -12,6 +13,7 @@ The seed's Caffe script wrote ``w = x2 - x1 + 1``; such files load as they are.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +44,25 @@ def read_legacy(path: str | os.PathLike[str]) -> VideoDetections:
 
     counts: list[int] = []
     box_starts: list[int] = []  # 0-based line index of each frame's first box line
+    numbers: list[int] = []  # 0-based frame of each block: its header's number, else the next
     i = 0
     while i < end:
-        # Header: any text. Count line follows.
+        # Header: any text; a number at its end is the frame's (1-based). Count line follows.
         if i + 1 >= end:
             raise DetectionFileError(
                 f"{p}:{i + 1}: file ends after the header of frame {len(counts) + 1}: "
                 "the number of boxes is missing (interrupted run?)"
             )
+        try:
+            numbers.append(_frame_number(p, lines[i], i, numbers))
+        except DetectionFileError:
+            _blame_previous_count(p, lines, box_starts, counts)
+            raise
         raw = lines[i + 1].strip()
         try:
             k = int(raw)
         except ValueError:
+            _blame_previous_count(p, lines, box_starts, counts)
             raise DetectionFileError(
                 f"{p}:{i + 2}: expected the number of boxes of frame {len(counts) + 1}, "
                 f"got {raw[:60]!r}"
@@ -86,17 +95,55 @@ def read_legacy(path: str | os.PathLike[str]) -> VideoDetections:
         values[row : row + k] = arr.reshape(k, 5)
         row += k
 
-    frame = np.repeat(np.arange(len(counts)), counts)
+    frame = np.repeat(np.asarray(numbers, np.int64), counts)
     try:
         return VideoDetections.from_rows(
             frame=frame,
             xyxy=xywh_to_xyxy(values[:, :4]),
             score=values[:, 4],
-            num_frames=len(counts),
+            num_frames=numbers[-1] + 1 if numbers else 0,
             meta={"source": str(p), "format": "legacy"},
         )
     except InvalidDetectionsError as exc:
         raise DetectionFileError(f"{p}: {exc}") from None
+
+
+_HEADER_NUMBER = re.compile(r"(\d+)\s*$")
+
+
+def _frame_number(p: Path, header: str, i: int, numbers: list[int]) -> int:
+    """The 0-based frame of the block headed by line ``i``: the number ending its header
+    (1-based in the file), else the one after the previous block."""
+    expected = numbers[-1] + 1 if numbers else 0
+    match = _HEADER_NUMBER.search(header)
+    if match is None:
+        return expected
+    n = int(match.group(1)) - 1
+    if n < 0:
+        raise DetectionFileError(f"{p}:{i + 1}: frame number {n + 1}: frames are numbered from 1")
+    if numbers and n <= numbers[-1]:
+        raise DetectionFileError(
+            f"{p}:{i + 1}: frame number {n + 1} after frame {numbers[-1] + 1}: frame numbers "
+            "must increase (a repeated or reordered block)"
+        )
+    return n
+
+
+def _blame_previous_count(
+    p: Path, lines: list[str], box_starts: list[int], counts: list[int]
+) -> None:
+    """A count line that is not a number often means the previous frame's count was too high
+    (its last "boxes" were the next frame's header): name that count line instead."""
+    if not counts:
+        return
+    start, k = box_starts[-1], counts[-1]
+    for j in range(start, start + k):
+        text = lines[j].strip()
+        if text and not (text[0].isdigit() or text[0] in "+-."):
+            raise DetectionFileError(
+                f"{p}:{start}: frame {len(counts)} announces {k} boxes, but line {j + 1} "
+                f"({text[:40]!r}) is the next frame's header: the box count is wrong"
+            )
 
 
 def _raise_bad_box_line(p: Path, chunk: list[str], start: int) -> None:

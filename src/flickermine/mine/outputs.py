@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import re
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +42,7 @@ from flickermine._atomic import (
 from flickermine.errors import OutputExistsError
 from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
 from flickermine.mine.hardpos import HardPositive
+from flickermine.paths import remove_own_files
 from flickermine.report.draw import draw_verdicts
 
 _EXCLUSION_TEXT = {
@@ -94,12 +95,18 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     }
 
 
+#: The pictures the miner writes into ``frames/S`` and ``visualizations/S`` (and their
+#: temporary names): the only files its clean-up deletes there.
+OWN_PICTURE = re.compile(r"\.?frame\d+\.jpg(\.\d+-\d+-\d+\.tmp)?")
+
+
 def remove_outputs(out_dir: Path, stem: str) -> None:
-    """Delete what an earlier run wrote for ``stem`` (only flickermine's own files)."""
-    for path in output_paths(out_dir, stem).values():
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
+    """Delete what an earlier run wrote for ``stem``: its files, and the frame pictures in its
+    picture folders (a folder is removed only when nothing else is left in it)."""
+    for key, path in output_paths(out_dir, stem).items():
+        if key in ("frames", "visualizations"):
+            remove_own_files(path, OWN_PICTURE)
+        elif path.is_file() or path.is_symlink():
             path.unlink(missing_ok=True)
 
 
@@ -204,8 +211,8 @@ class VideoResultWriter:
 
     def _open(self) -> None:
         remove_outputs(self.out_dir, self.stem)
-        self.paths["frames"].mkdir(parents=True)
-        self.paths["visualizations"].mkdir(parents=True)
+        self.paths["frames"].mkdir(parents=True, exist_ok=True)
+        self.paths["visualizations"].mkdir(parents=True, exist_ok=True)
         self._txt = self._tmp_txt.open("w", encoding="utf-8")
         self._schema = pa.schema(
             [

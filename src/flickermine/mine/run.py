@@ -30,9 +30,12 @@ from flickermine.mine.outputs import (
     VideoResultWriter,
     discard_unclaimed,
     existing_outputs,
+    lock_path,
     output_paths,
+    partial_paths,
 )
 from flickermine.mine.params import HardPositiveParams, MinerParams
+from flickermine.paths import check_disjoint, safe_component
 from flickermine.structures import VideoDetections
 from flickermine.video import Frame, VideoReader, is_video_file, prefetch
 
@@ -54,7 +57,7 @@ class MineJob:
     @property
     def stem(self) -> str:
         """Name used for the video's outputs."""
-        return self.video.stem
+        return output_stem(self.video)
 
 
 class _FrameCounter:
@@ -75,6 +78,32 @@ class _FrameCounter:
             yield frame
         if self._progress is not None and pending:
             self._progress(pending)
+
+
+def output_stem(video: str | os.PathLike[str]) -> str:
+    """The name of a video's outputs (its file name without the suffix), checked to be one
+    safe path component (a video named ``..mp4`` cannot name a folder of results)."""
+    return safe_component(Path(video).stem, f"{video}: the video's name")
+
+
+def check_outputs(
+    jobs: list[MineJob], out_dir: str | os.PathLike[str], input_folders: tuple[Path, ...] = ()
+) -> None:
+    """Refuse an output folder whose outputs could replace or delete an input: the folder is
+    (or is inside) an input folder, or an output of a job has the path of an input file.
+
+    Raises:
+        ConfigError: naming the output and the input.
+    """
+    out = Path(out_dir)
+    outputs: list[Path] = []
+    for job in jobs:
+        outputs.extend(output_paths(out, job.stem).values())
+        outputs.extend(partial_paths(out, job.stem))
+        outputs.append(lock_path(out, job.stem))
+    check_disjoint(
+        out, input_folders, outputs, [p for job in jobs for p in (job.video, job.detections)]
+    )
 
 
 DECODERS = ("auto", "process", "thread")
@@ -198,6 +227,8 @@ def mine_video(
     if decoder not in DECODERS:
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     start = time.perf_counter()
+    if not isinstance(detections, VideoDetections):
+        check_outputs([MineJob(Path(video), Path(detections))], out_dir)
     reader = VideoReader(video)
     # Started before the detections are read: it decodes ahead while they are loaded and the
     # work is planned (it learns which images the miner reads when the frames are asked for).
@@ -219,9 +250,8 @@ def mine_video(
             single = reader.frames(threads=False, wanted=needs.any())
             return counter.wrap(prefetch(itertools.islice(single, dets.num_frames), PREFETCH))
 
-        writer = VideoResultWriter(
-            Path(out_dir), Path(video).stem, run_params(params, hard_positives), overwrite=overwrite
-        )
+        recorded = run_params(params, hard_positives)
+        writer = VideoResultWriter(Path(out_dir), output_stem(video), recorded, overwrite=overwrite)
         # With the decoder on another core, OpenCV's own worker threads only get in its way.
         with _opencv_threads(1 if ahead is not None else None):
             for verdicts in iter_flickers(
@@ -322,6 +352,7 @@ def find_jobs(video: str | os.PathLike[str], detections: str | os.PathLike[str])
         )
     jobs, missing, stems = [], [], set()
     for v in videos:
+        output_stem(v)
         if v.stem in stems:
             raise ConfigError(f"{v}: two videos share the name {v.stem!r}; outputs would clash")
         stems.add(v.stem)
@@ -462,6 +493,7 @@ def mine_many(
         raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
     params = params or MinerParams()
     out = Path(out_dir)
+    check_outputs(jobs, out)
     outcomes: list[JobOutcome] = []
     todo: list[MineJob] = []
     for job in jobs:

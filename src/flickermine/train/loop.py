@@ -89,13 +89,23 @@ def _replace_predictor(model: Any, num_classes: int) -> None:
 
 
 def _rng_state(torch: Any) -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}  # fmt: skip
+    """The random generators' states as tensors and plain values (what a checkpoint loaded
+    with ``weights_only=True`` may hold)."""
+    version, internal, gauss = random.getstate()
+    key, words, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [str(key), torch.from_numpy(np.asarray(words, np.int64)), int(pos),
+                  int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }  # fmt: skip
 
 
 def _set_rng_state(torch: Any, state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    key, words, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((key, words.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
 
 
