@@ -53,8 +53,9 @@ def run_demo(
     out = Path(out_dir)
     src = Path(video) if video else sample_video()
     det_path = out / "detections" / f"{src.stem}.parquet"
-    if (out / "SUMMARY.md").exists() and not overwrite:
-        raise OutputExistsError(f"{out}: holds an earlier demo; pass --overwrite to redo it")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        what = "an earlier demo" if (out / "SUMMARY.md").exists() else "files"
+        raise OutputExistsError(f"{out}: holds {what}; pass --overwrite to redo the demo there")
     if not det_path.exists():
         logger.info("detecting people in %s", src)
         dets = detect_video(src, HogPeopleDetector(score_threshold=0.5), progress=progress)

@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--score-threshold", type=float, default=0.5,
                    help="score at which false positives are counted (default 0.5)")  # fmt: skip
     c.add_argument("--max-pairs", type=int, default=50, help="before/after pictures at most")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier comparison")
     add_quiet_argument(c)
     c.set_defaults(run=run_compare)
 
@@ -66,8 +67,15 @@ def _category_id(gt: dict[str, Any], args: argparse.Namespace) -> int:
     if args.category is None:
         if len(gt["categories"]) != 1:
             raise CocoError(f"{args.gt}: several categories; choose one with --category")
-        return int(gt["categories"][0]["id"])
-    return int(find_category(gt, args.category, args.gt)["id"])
+        cid = gt["categories"][0]["id"]
+    else:
+        cid = find_category(gt, args.category, args.gt)["id"]
+    if isinstance(cid, bool) or not isinstance(cid, int):
+        raise CocoError(
+            f"{args.gt}: category id {cid!r} is not an integer; COCO evaluation needs integer "
+            "category ids"
+        )
+    return cid
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -93,7 +101,7 @@ def run_compare(args: argparse.Namespace) -> int:
     result = compare(
         gt, _detections(args.a, gt, args, cid), _detections(args.b, gt, args, cid), args.images,
         args.out, cid, score_threshold=args.score_threshold, max_pairs=args.max_pairs,
-        source=args.gt,
+        source=args.gt, overwrite=args.overwrite,
     )  # fmt: skip
     a, b = result["A"], result["B"]
     fp = result["false_positives_per_image"]

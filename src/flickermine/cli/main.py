@@ -45,6 +45,15 @@ def _sigterm_unwinds() -> Iterator[None]:
         sigterm_seen()
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own ``[ WARN...]`` lines (e.g. ``imread_`` on a missing file) only repeat what
+    the error message says: errors only."""
+    import cv2
+
+    with contextlib.suppress(AttributeError):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 partial failure, 2 error,
     130 interrupted by Ctrl-C, 143 stopped by SIGTERM)."""
@@ -54,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _quiet_opencv()
     try:
         with _sigterm_unwinds(), quiet_output(getattr(args, "quiet", False)):
             return int(args.run(args))

@@ -19,7 +19,7 @@ from flickermine.cli._common import (
 from flickermine.errors import ConfigError, FlickermineError, OutputExistsError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
 from flickermine.mine.outputs import existing_outputs
-from flickermine.mine.run import DECODERS, JobOutcome, check_outputs
+from flickermine.mine.run import DECODERS, JobOutcome, check_outputs, check_video_names
 from flickermine.video import VideoReader
 
 # (flag, seed alias, parameter, type); defaults and help come from MinerParams.
@@ -111,6 +111,10 @@ def add_parser(sub: Any) -> None:
         "thread; auto: the process where possible (with --workers N: where the job has 2N "
         "CPUs), else the thread",
     )  # fmt: skip
+    p.add_argument(
+        "--strict", action="store_true",
+        help="refuse a detection file whose metadata names another video (else a warning)",
+    )  # fmt: skip
     add_quiet_argument(p)
     add_shard_argument(p, "mine")
     add_param_flags(p)
@@ -128,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     folders = tuple(Path(p) for p in (video, args.detections) if Path(p).is_dir())
     check_outputs(jobs, out, folders)
+    if args.strict:
+        check_video_names(jobs)
     if args.shard is None:
         check_output_dir(out, overwrite=args.overwrite, resume=args.resume)
     elif not (args.overwrite or args.resume):  # the other shards write into the same folder

@@ -12,6 +12,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; stay usable wi
     orjson = None  # type: ignore[assignment]
 
 Coco = dict[str, Any]
+_LONG_DIGITS = re.compile(rb"\d{20}")
 
 
 class CocoError(FlickermineError, ValueError):
@@ -48,8 +50,11 @@ def load_coco(path: str | os.PathLike[str]) -> Coco:
     # Millions of new containers would trigger the cyclic garbage collector over and over.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    # orjson reads integers beyond 64 bits as floats (10**30 would come back as 1e+30): a
+    # file with a run of 20 digits is read by the standard library, which keeps them exact.
+    fast = orjson is not None and _LONG_DIGITS.search(data) is None
     try:
-        coco = orjson.loads(data) if orjson is not None else json.loads(data)
+        coco = orjson.loads(data) if fast else json.loads(data)
     except (ValueError, TypeError) as exc:
         try:  # orjson refuses some valid JSON (e.g. integers beyond 64 bits)
             coco = json.loads(data)

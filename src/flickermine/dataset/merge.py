@@ -202,8 +202,8 @@ def merge_files(
     from flickermine.dataset.mined import read_mined
 
     src = Path(annotations)
-    if in_place:
-        target = src
+    if in_place:  # through a link, onto the file it points to (the link stays a link)
+        src = target = Path(os.path.realpath(src))
     elif out is None:
         raise CocoError("give --out NEW.json, or --in-place to write over the input (backed up)")
     else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flickermine.dataset.coco import CocoError
+from flickermine.errors import ConfigError
+from flickermine.paths import inside
 
 #: The miner's verdict for boxes that go into a dataset as objects.
 OBJECT_VERDICTS = ("pseudo_positive", "hard_positive")
@@ -37,10 +41,20 @@ class MinedFrame:
 
     @property
     def key(self) -> str:
-        """Stable unique file name for this frame inside a dataset."""
-        digest = hashlib.sha1(self.video.encode()).hexdigest()[:8]
-        stem = Path(self.video).stem or "video"
+        """Stable unique file name for this frame inside a dataset: the video's name for the
+        reader, and a hash of the frame's picture for identity (two videos recorded under one
+        name are still two; the same frame merged twice is one)."""
+        digest = self.content_digest[:12]
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(self.video).stem).strip(".") or "video"
         return f"mined_{stem}_{digest}_frame{self.frame:06d}{self.image.suffix.lower() or '.jpg'}"
+
+    @functools.cached_property
+    def content_digest(self) -> str:
+        """SHA-1 of the frame's picture file."""
+        try:
+            return hashlib.sha1(self.image.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise CocoError(f"{self.image}: cannot read the mined frame: {exc}") from None
 
 
 def read_mined(path: str | os.PathLike[str]) -> list[MinedFrame]:
@@ -128,11 +142,11 @@ def _read_seed_txt(path: Path) -> list[MinedFrame]:
             k = -1
         if k < 0:
             raise CocoError(f"{path}:{i + 2}: expected the number of boxes after {name!r}")
-        image = _locate(path, name)
-        try:
-            number = int(Path(name).stem.removeprefix("frame"))
-        except ValueError:
-            number = i
+        image = _locate(path, name, i + 1)
+        match = _SEED_FRAME.fullmatch(Path(name).name)
+        if match is None:
+            raise CocoError(f"{path}:{i + 1}: expected a frame named frame<n>.jpg, got {name!r}")
+        number = int(match.group(1))
         f = MinedFrame(image=image, video=str(path.parent / Path(name).parent), frame=number,
                        width=None, height=None, source=str(path))  # fmt: skip
         for j in range(k):
@@ -152,9 +166,17 @@ def _read_seed_txt(path: Path) -> list[MinedFrame]:
     return out
 
 
-def _locate(txt: Path, name: str) -> Path:
-    """A frame named in a result file: beside it (the seed) or under ``frames/`` (flickermine)."""
-    for candidate in (txt.parent / name, txt.parent / "frames" / name):
+_SEED_FRAME = re.compile(r"frame(\d+)\.(?:jpe?g|png)", re.IGNORECASE)
+
+
+def _locate(txt: Path, name: str, line: int) -> Path:
+    """A frame named in a result file: beside it (the seed) or under ``frames/`` (flickermine);
+    a name that leaves the result's folder (absolute, ``..``) is refused."""
+    try:
+        beside = inside(txt.parent, name, "frame path")
+    except ConfigError as exc:
+        raise CocoError(f"{txt}:{line}: {exc}") from None
+    for candidate in (beside, txt.parent / "frames" / name):
         if candidate.is_file():
             return candidate
     raise CocoError(f"{txt}: mined frame missing on disk: {txt.parent / name}")

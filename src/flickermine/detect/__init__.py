@@ -7,7 +7,6 @@ exported detector via ONNX Runtime) and ``module:function`` plugins.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flickermine.detect.base import DetectError, Detector
@@ -46,11 +45,19 @@ def build_detector(
 ) -> Any:
     """A detector for ``backend`` (see the module docstring); ``weights`` is the torchvision
     weights name or checkpoint file, or the ``.onnx`` file for the onnx backend."""
-    if not math.isfinite(score_threshold):  # nan or inf would silently keep no box at all
-        raise DetectError(f"score_threshold: expected a finite number, got {score_threshold}")
+    if not 0.0 <= score_threshold <= 1.0:  # also refuses nan: it would keep no box at all
+        raise DetectError(f"score_threshold: expected a score in [0, 1], got {score_threshold}")
+    if not 0.0 <= nms_iou <= 1.0:
+        raise DetectError(f"nms_iou: expected a value in [0, 1], got {nms_iou}")
     if backend == "hog":
         if category not in (None, "person", "1"):
             raise DetectError(f"the hog backend detects people only, not {category!r}")
+        if device != "cpu" or half:
+            raise DetectError(
+                f"the hog backend runs on the CPU only: --device {device}"
+                + (" --half" if half else "")
+                + " does not apply to it"
+            )
         return HogPeopleDetector(score_threshold=score_threshold)
     if backend == "torchvision":
         from flickermine.detect.torchvision_backend import TorchvisionDetector

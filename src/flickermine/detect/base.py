@@ -40,14 +40,22 @@ def check_output(result: Any, n_frames: int, source: str) -> list[FrameDetection
     for i, item in enumerate(result):
         if not isinstance(item, (list, tuple)) or len(item) < 2:
             raise DetectError(f"{source}: result {i} must be (xyxy, scores[, labels])")
-        xyxy = np.asarray(item[0], np.float32)
-        score = np.asarray(item[1], np.float32).reshape(-1)
+        try:
+            with np.errstate(all="ignore"):  # out-of-range numbers are refused below
+                xyxy = np.asarray(item[0], np.float32)
+                score = np.asarray(item[1], np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise DetectError(f"{source}: result {i}: not arrays of numbers: {exc}") from None
         if xyxy.size == 0:
             xyxy = xyxy.reshape(0, 4)
         if xyxy.ndim != 2 or xyxy.shape[1] != 4 or xyxy.shape[0] != score.shape[0]:
             raise DetectError(
                 f"{source}: result {i}: expected boxes (K, 4) and scores (K,), got "
                 f"{xyxy.shape} and {score.shape}"
+            )
+        if not (np.isfinite(xyxy).all() and np.isfinite(score).all()):
+            raise DetectError(
+                f"{source}: result {i}: boxes or scores that are NaN, infinite or beyond float32"
             )
         out.append((xyxy, score))
     return out

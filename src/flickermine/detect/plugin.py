@@ -22,8 +22,10 @@ class PluginDetector:
             raise DetectError(f"plugin {spec!r}: expected module:function")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise DetectError(f"plugin {spec!r}: cannot import {module_name}: {exc}") from None
+        except Exception as exc:  # the module's own code can raise anything at import
+            raise DetectError(
+                f"plugin {spec!r}: cannot import {module_name}: {type(exc).__name__}: {exc}"
+            ) from None
         fn: Any = module
         for part in attr.split("."):
             fn = getattr(fn, part, None)
@@ -38,4 +40,10 @@ class PluginDetector:
         self.score_threshold = getattr(fn, "score_threshold", None)
 
     def __call__(self, frames: list[npt.NDArray[np.uint8]]) -> list[FrameDetections]:
-        return check_output(self.fn(frames), len(frames), f"plugin {self.spec}")
+        try:
+            result = self.fn(frames)
+        except Exception as exc:  # user code: any error is the plugin's, named as such
+            raise DetectError(
+                f"plugin {self.spec!r} raised {type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
+        return check_output(result, len(frames), f"plugin {self.spec}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import numpy as np
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
 from flickermine.dataset.coco import Coco, CocoError, image_file
-from flickermine.errors import ConfigError
+from flickermine.errors import ConfigError, OutputExistsError
 from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics, pct
+from flickermine.paths import remove_own_files
 from flickermine.report.draw import HARD_POSITIVE_BGR, draw_boxes
 from flickermine.structures import iou_matrix, xywh_to_xyxy
 
@@ -71,9 +73,20 @@ def compare(
     names: tuple[str, str] = ("A", "B"),
     max_pairs: int = 50,
     source: str = "ground truth",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``out_dir/compare.json``, ``out_dir/README.md`` and before/after pictures in
-    ``out_dir/pairs/``; returns the comparison."""
+    ``out_dir/pairs/``; returns the comparison.
+
+    Raises:
+        OutputExistsError: ``out_dir`` is not empty and ``overwrite`` is not set (with it,
+            the pictures of the earlier comparison are removed first).
+    """
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputExistsError(
+            f"{out}: output folder exists and is not empty; pass --overwrite to replace it"
+        )
     if not math.isfinite(score_threshold):
         raise ConfigError(f"score_threshold: expected a finite number, got {score_threshold}")
     if max_pairs < 0:
@@ -89,7 +102,7 @@ def compare(
     )
     removed = [i for i in changed if len(fb[i]) < len(fa[i])]
     added = [i for i in changed if len(fb[i]) > len(fa[i])]
-    out = Path(out_dir)
+    remove_own_files(out / "pairs", _OWN_PAIR)
     pairs = _draw_pairs(gt, dets_a, dets_b, fa, fb, cid, score_threshold, images_dir,
                         out / "pairs", changed[:max_pairs], source)  # fmt: skip
     result = {
@@ -104,6 +117,10 @@ def compare(
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2, default=str) + "\n")
     atomic_write_text(out / "README.md", _markdown(result, names))
     return result
+
+
+#: The pictures a comparison writes into ``pairs/`` (and their temporary names).
+_OWN_PAIR = re.compile(r"\.?.+_(before|after)\.jpg(\.\d+-\d+-\d+\.tmp)?")
 
 
 def _draw_pairs(
@@ -121,7 +138,7 @@ def _draw_pairs(
             for a in gt["annotations"]
             if a["image_id"] == image_id and a["category_id"] == cid
         ]
-        stem = path.stem
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{image_id}_{path.stem}")  # ids are unique
         written = {}
         for label, dets, fps in (("before", dets_a, fa[image_id]), ("after", dets_b, fb[image_id])):
             mine = [

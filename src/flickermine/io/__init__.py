@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flickermine.errors import DetectionFileError
 from flickermine.io.legacy import read_legacy, write_legacy
-from flickermine.io.native import read_native, write_native
+from flickermine.io.native import read_native, read_native_meta, write_native
 from flickermine.structures import VideoDetections
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "load_detections",
     "read_legacy",
     "read_native",
+    "read_native_meta",
     "save_detections",
     "write_legacy",
     "write_native",

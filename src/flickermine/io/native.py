@@ -80,8 +80,12 @@ def _from_table(p: Path, table: pa.Table) -> VideoDetections:
         )
     meta = _read_meta(p, table.schema.metadata or {})
     num_frames = meta.pop("num_frames", None)
-    if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 0):
-        raise DetectionFileError(f"{p}: metadata num_frames must be a non-negative integer")
+    if num_frames is not None and (
+        isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 0
+    ):
+        raise DetectionFileError(
+            f"{p}: metadata num_frames must be a non-negative integer, got {num_frames!r}"
+        )
     label = table.column("label")
     if pa.types.is_string(label.type) or pa.types.is_dictionary(label.type):
         names = label.to_pylist()
@@ -90,7 +94,14 @@ def _from_table(p: Path, table: pa.Table) -> VideoDetections:
         lookup = {name: i for i, name in enumerate(vocab)}
         class_id = np.array([lookup[n] for n in names], np.int32)
     else:
-        class_id = label.to_numpy(zero_copy_only=False).astype(np.int32)
+        raw = label.to_numpy(zero_copy_only=False)
+        if (raw.dtype.kind == "f" and raw.size) and (
+            not np.isfinite(raw).all() or (raw != np.round(raw)).any()
+        ):
+            raise DetectionFileError(f"{p}: column label holds NaN or non-integer values")
+        if raw.size and raw.dtype.kind in "fiu" and (raw.min() < -(2**31) or raw.max() >= 2**31):
+            raise DetectionFileError(f"{p}: column label holds values beyond 32-bit integers")
+        class_id = raw.astype(np.int32)
 
     def col(name: str) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False)
@@ -105,7 +116,18 @@ def _from_table(p: Path, table: pa.Table) -> VideoDetections:
             meta=meta,
         )
     except InvalidDetectionsError as exc:
-        raise DetectionFileError(f"{p}: {exc}") from None
+        where = " in its metadata" if "(num_frames)" in str(exc) else ""
+        raise DetectionFileError(f"{p}: {exc}{where}") from None
+
+
+def read_native_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a native detection file (its schema only; the rows are not read)."""
+    p = Path(path)
+    try:
+        schema = pq.read_schema(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise DetectionFileError(f"{p}: not a readable Parquet file: {exc}") from None
+    return _read_meta(p, schema.metadata or {})
 
 
 def _read_meta(p: Path, raw: dict[bytes, bytes]) -> dict[str, Any]:

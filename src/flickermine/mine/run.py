@@ -167,6 +167,33 @@ def check_frame_counts(
     return dets
 
 
+def other_video(meta: dict[str, Any], video: str | os.PathLike[str]) -> str | None:
+    """The video a detection file's metadata names when that is not ``video`` (by file name;
+    ``None`` when it is, or when no video is recorded, as in legacy text files)."""
+    recorded = meta.get("video")
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    return None if Path(recorded).name == Path(video).name else Path(recorded).name
+
+
+def check_video_names(jobs: list[MineJob]) -> None:
+    """Refuse jobs whose detection file records another video (``mine --strict``).
+
+    Raises:
+        ConfigError: naming the detection file, the video it was made for and the video.
+    """
+    from flickermine.io import read_native_meta
+
+    for job in jobs:
+        if job.detections.suffix != ".parquet":
+            continue
+        other = other_video(read_native_meta(job.detections), job.video)
+        if other:
+            raise ConfigError(
+                f"{job.detections}: made for {other}, not for {job.video.name} (--strict)"
+            )
+
+
 def check_frame_size(dets: VideoDetections, reader: VideoReader, det_source: str) -> None:
     """Refuse detections whose metadata says they were made on frames of another size than
     the video's (upright) frames: their boxes would be in other coordinates. Files without
@@ -240,6 +267,9 @@ def mine_video(
         else:
             dets, det_source = load_detections(detections), str(detections)
         dets = check_frame_counts(dets, reader.num_frames, det_source, str(video), partial=partial)
+        other = other_video(dets.meta, video)
+        if other:
+            logger.warning("%s: made for %s, not for %s", det_source, other, Path(video).name)
         check_frame_size(dets, reader, det_source)
         counter = _FrameCounter(progress)
 

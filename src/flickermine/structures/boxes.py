@@ -103,12 +103,14 @@ def clip_xyxy(xyxy: FloatArray, width: int, height: int) -> FloatArray:
 def xyxy_to_xywh(xyxy: FloatArray) -> FloatArray:
     """``(N, 4)`` corners -> ``(N, 4)`` top-left corner plus size."""
     out = np.array(xyxy, copy=True).reshape(-1, 4)
-    out[:, 2:] -= out[:, :2]
+    with np.errstate(over="ignore", invalid="ignore"):  # callers check for non-finite values
+        out[:, 2:] -= out[:, :2]
     return out
 
 
 def xywh_to_xyxy(xywh: FloatArray) -> FloatArray:
     """``(N, 4)`` top-left corner plus size -> ``(N, 4)`` corners."""
     out = np.array(xywh, copy=True).reshape(-1, 4)
-    out[:, 2:] += out[:, :2]
+    with np.errstate(over="ignore", invalid="ignore"):  # callers check for non-finite values
+        out[:, 2:] += out[:, :2]
     return out

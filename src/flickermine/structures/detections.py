@@ -103,10 +103,11 @@ class VideoDetections:
             raise InvalidDetectionsError("frame: expected integer frame indices")
         frame_arr = frame_arr.astype(np.int64)
         n = frame_arr.shape[0]
-        xyxy_arr = np.asarray(xyxy, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite values refused below
+            xyxy_arr = np.asarray(xyxy, dtype=np.float32)
+            score_arr = np.asarray(score, dtype=np.float32)
         if n == 0 and xyxy_arr.size == 0:
             xyxy_arr = xyxy_arr.reshape(0, 4)
-        score_arr = np.asarray(score, dtype=np.float32)
         cls_arr = np.zeros(n, np.int32) if class_id is None else np.asarray(class_id)
         for name, arr, expected in (("xyxy", xyxy_arr, (n, 4)), ("score", score_arr, (n,))):
             if arr.shape != expected:
@@ -121,8 +122,8 @@ class VideoDetections:
         _check_frame_count(num_frames)
         if last > num_frames:
             raise InvalidDetectionsError(
-                f"detections refer to frame {last - 1} (0-based) but the video has "
-                f"{num_frames} frames"
+                f"detections refer to frame {last} (1-based) but the frame count given "
+                f"(num_frames) is {num_frames}"
             )
         order = np.argsort(frame_arr, kind="stable")
         counts = np.bincount(frame_arr, minlength=num_frames)

@@ -4,6 +4,7 @@ and DDP when started by ``torchrun``."""
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import random
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flickermine._atomic import atomic_path
+from flickermine._atomic import atomic_path, atomic_write_text
 from flickermine.dataset.coco import image_file, load_coco
 from flickermine.errors import ConfigError
 from flickermine.models import (
@@ -171,6 +172,8 @@ def train(
                 f"was the run started with another --model or options?"
             ) from None
         logger.info("resuming at iteration %d", start)
+        if rank == 0:
+            _cut_log(out / "log.csv", start)
     if rank == 0:
         save_config(config, out / "config.yaml")
     ddp_model = model
@@ -248,6 +251,30 @@ def _log_row(
         vals = [w[key] for w in window if key in w]
         row[key] = round(float(np.mean(vals)), 5) if vals else ""
     return row
+
+
+def _cut_log(path: Path, iteration: int) -> None:
+    """Drop the log rows written after ``iteration`` (the checkpoint a run resumes from): the
+    resumed run writes them again."""
+    if not path.exists():
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    kept = [r for r in rows if _log_iteration(r) <= iteration]
+    if len(kept) == len(rows):
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _log_iteration(row: dict[str, Any]) -> int:
+    try:
+        return int(row.get("iteration") or 0)
+    except ValueError:
+        return 0
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
