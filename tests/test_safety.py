@@ -598,3 +598,44 @@ def test_no_opencv_warning_before_the_error_line(tmp_path):
            str(gt), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "c")]  # fmt: skip
     err = subprocess.run(cmd, capture_output=True, text=True, check=False).stderr
     assert err.startswith("Error: ") and "WARN" not in err, err
+
+
+def test_a_failed_mine_leaves_no_empty_picture_folders(tmp_path):
+    from flickermine.io import load_detections
+
+    video, dets = _scene(tmp_path)
+    longer = load_detections(dets).with_num_frames(N + 3)  # more frames than the video has
+    save_detections(longer, tmp_path / "long.parquet")
+    out = tmp_path / "out"
+    argv = ["mine", str(video), "--detections", str(tmp_path / "long.parquet"), "--out", str(out)]
+    assert main([*argv, "-q", "--allow-partial"]) == 1
+    assert not (out / "frames").exists() and not (out / "visualizations").exists()
+
+
+def test_a_truncated_download_is_recorded_with_a_reason(tmp_path):
+    pytest.importorskip("yt_dlp")
+
+    class Truncated(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(sample_video().read_bytes()[:5000])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Truncated)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        lst = tmp_path / "list.txt"
+        lst.write_text(f"http://127.0.0.1:{httpd.server_address[1]}/clip.mp4\n")
+        out = tmp_path / "v"
+        assert main(["fetch", str(lst), "--out", str(out), "--retries", "1", "-q"]) == 1
+    finally:
+        httpd.shutdown()
+    row = _manifest(out / "manifest.csv")[0]
+    assert row["status"] == "failed"
+    assert "Downloaded 5000 bytes, expected 100000 bytes" in row["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv"]

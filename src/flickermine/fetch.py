@@ -257,15 +257,24 @@ def _download_into(
 
 def _first_line(exc: BaseException) -> str:
     """A one-line description of ``exc`` that is never empty (yt-dlp's messages can be
-    ``ERROR: `` and nothing after it, e.g. for a truncated download)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = lines[0] if lines else ""
-    if text.removeprefix("ERROR:").strip() == "":
-        cause = exc.__cause__ or exc.__context__ or getattr(exc, "exc_info", [None, None])[1]
-        detail = str(cause).strip() if cause is not None else ""
-        name = type(cause).__name__ if cause is not None else type(exc).__name__
-        return f"download failed: {name}" + (f": {detail}" if detail else "")
-    return text
+    ``ERROR: `` and nothing after it, e.g. for a truncated download: the reason is then found
+    in the errors it wraps)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if cur is None or any(cur is s for s in seen):
+            continue
+        seen.append(cur)
+        # yt-dlp may put the reason on a line of its own ("ERROR: \r[download] Got error").
+        lines = [ln.strip().removeprefix("ERROR:").strip() for ln in str(cur).splitlines()]
+        text = next((ln for ln in lines if ln), "")
+        if text:
+            return text if cur is exc else f"download failed: {type(cur).__name__}: {text}"
+        info = getattr(cur, "exc_info", None)
+        todo += [info[1] if isinstance(info, tuple) and len(info) > 1 else None,
+                 cur.__cause__, cur.__context__]  # fmt: skip
+    return f"download failed: {type(exc).__name__} (no reason given)"
 
 
 def _to_seed_layout(row: ManifestRow, out: Path, n: int) -> ManifestRow:

@@ -123,6 +123,9 @@ def discard_outputs(out_dir: Path, stem: str) -> None:
             path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         remove_outputs(out_dir, stem)
+    for folder in ("frames", "visualizations"):  # left empty by this video alone
+        with contextlib.suppress(OSError):
+            (out_dir / folder).rmdir()
 
 
 def lock_path(out_dir: Path, stem: str) -> Path:
