@@ -616,7 +616,7 @@ def test_a_truncated_download_is_recorded_with_a_reason(tmp_path):
     pytest.importorskip("yt_dlp")
 
     class Truncated(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", "100000")
