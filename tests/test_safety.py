@@ -639,3 +639,12 @@ def test_a_truncated_download_is_recorded_with_a_reason(tmp_path):
     assert row["status"] == "failed"
     assert "Downloaded 5000 bytes, expected 100000 bytes" in row["error"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.csv"]
+
+
+@pytest.mark.parametrize("name", ["/etc/hosts", "../x.jpg", "a/../../x.jpg"])
+def test_coco_file_names_must_stay_inside_the_image_folder(tmp_path, name):
+    from flickermine.dataset.coco import CocoError, image_file
+
+    with pytest.raises(CocoError, match="gt.json: image 3: file_name .* is not a path inside"):
+        image_file(tmp_path, {"id": 3, "file_name": name}, "gt.json")
+    assert image_file(tmp_path, {"id": 3, "file_name": "val/a.jpg"}, "gt.json").name == "a.jpg"

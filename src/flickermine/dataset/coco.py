@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_path
-from flickermine.errors import FlickermineError
+from flickermine.errors import ConfigError, FlickermineError
+from flickermine.paths import inside
 
 try:  # orjson is several times faster on files the size of COCO train2017
     import orjson
@@ -222,12 +223,16 @@ def image_file(images_dir: str | os.PathLike[str], img: dict[str, Any], source: 
     """Where the image of a record is: ``images_dir / file_name``.
 
     Raises:
-        CocoError: the record has no usable ``file_name`` (naming ``source`` and the id).
+        CocoError: the record has no usable ``file_name``, or one that leaves ``images_dir``
+            (absolute, ``..``), naming ``source`` and the id.
     """
     name = img.get("file_name")
     if not isinstance(name, str) or not name:
         raise CocoError(f"{source}: image {img.get('id')} has no file_name")
-    return Path(images_dir) / name
+    try:
+        return inside(images_dir, name, f"image {img.get('id')}: file_name")
+    except ConfigError as exc:
+        raise CocoError(f"{source}: {exc}") from None
 
 
 def find_category(coco: Coco, category: str | int, source: str = "annotations") -> Coco:
