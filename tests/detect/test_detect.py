@@ -49,7 +49,8 @@ def test_hog_on_the_bundled_clip_finds_people(tmp_path):
     assert main(["detect", str(clip), "--out", str(tmp_path / "d"), "--legacy-txt"]) == 0
     dets = load_detections(tmp_path / "d" / "clip.parquet")
     assert dets.num_frames == 12 and len(dets) >= 12
-    assert dets.meta["detector"] == "opencv-hog-people" and dets.meta["category"] == "person"
+    assert dets.meta["detector"] == "opencv-hog-people (person boxes)"
+    assert dets.meta["category"] == "person"
     assert dets.meta["width"] == 768 and dets.meta["fps"] == pytest.approx(10)
     assert (dets.xyxy[:, 2] <= 768).all() and (dets.xyxy[:, 3] <= 576).all()
     assert load_detections(tmp_path / "d" / "clip.txt").num_frames == 12
@@ -443,3 +444,23 @@ def test_published_weights_without_a_network_say_what_to_do(tmp_path, capsys, mo
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Without a network, pass a checkpoint file (--weights FILE)" in err
+
+
+def test_hog_person_boxes_are_the_window_less_its_margin():
+    from flickermine.demo import sample_video
+    from flickermine.detect import HogPeopleDetector
+    from flickermine.video import VideoReader
+
+    frames = [f.bgr for f, _ in zip(VideoReader(sample_video()).frames(), range(8), strict=False)]
+    window = HogPeopleDetector(box="window")(frames)
+    person = HogPeopleDetector()(frames)
+    assert sum(len(s) for _, s in window) > 0
+    for (wb, ws), (pb, ps) in zip(window, person, strict=True):
+        w, h = wb[:, 2] - wb[:, 0], wb[:, 3] - wb[:, 1]
+        expected = np.stack(
+            [wb[:, 0] + w / 4, wb[:, 1] + h / 8, wb[:, 2] - w / 4, wb[:, 3] - h / 8], axis=1
+        )
+        order = np.lexsort((expected[:, 3], expected[:, 2], expected[:, 1], expected[:, 0], -ws))
+        np.testing.assert_allclose(pb, expected[order], rtol=1e-6)
+        np.testing.assert_array_equal(ps, ws[order])
+    assert HogPeopleDetector().description != HogPeopleDetector(box="window").description

@@ -36,6 +36,11 @@ def add_parser(sub: Any) -> None:
         "--backend", default="hog",
         help="hog (default, offline), torchvision, onnx, or module:function",
     )  # fmt: skip
+    p.add_argument(
+        "--hog-box", choices=("person", "window"), default="person",
+        help="hog: the person's box (the detection window less its 16 px margin, default) or "
+        "the window as OpenCV reports it (3.5 times the person's area)",
+    )  # fmt: skip
     p.add_argument("--model", help="torchvision model name (default fasterrcnn_resnet50_fpn_v2)")
     p.add_argument(
         "--weights",
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         args.backend, model=args.model, weights=args.weights, category=args.category,
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, device=args.device,
         half=args.half, onnx_spec=onnx_spec_from_args(args) if args.backend == "onnx" else None,
+        hog_box=args.hog_box,
     )  # fmt: skip
     workers = args.workers or default_workers(args.backend, args.device)
     if workers > 1 and hasattr(detector, "threads_per_worker"):

@@ -11,11 +11,21 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from flickermine import __version__
-from flickermine.cli import convert, dataset, demo, detect, evaluate, fetch, mine, train
+from flickermine.cli import (
+    audit,
+    convert,
+    dataset,
+    demo,
+    detect,
+    evaluate,
+    fetch,
+    mine,
+    train,
+)
 from flickermine.cli._common import Terminated, on_sigterm, quiet_output, sigterm_seen
 from flickermine.errors import FlickermineError
 
-COMMANDS = (fetch, detect, mine, convert, dataset, train, evaluate, demo)
+COMMANDS = (fetch, detect, mine, audit, convert, dataset, train, evaluate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

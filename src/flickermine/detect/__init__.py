@@ -42,9 +42,11 @@ def build_detector(
     device: str = "cpu",
     half: bool = False,
     onnx_spec: OnnxSpec | None = None,
+    hog_box: str = "person",
 ) -> Any:
     """A detector for ``backend`` (see the module docstring); ``weights`` is the torchvision
-    weights name or checkpoint file, or the ``.onnx`` file for the onnx backend."""
+    weights name or checkpoint file, or the ``.onnx`` file for the onnx backend; ``hog_box``
+    is the kind of box HOG reports (see :class:`HogPeopleDetector`)."""
     if not 0.0 <= score_threshold <= 1.0:  # also refuses nan: it would keep no box at all
         raise DetectError(f"score_threshold: expected a score in [0, 1], got {score_threshold}")
     if not 0.0 <= nms_iou <= 1.0:
@@ -58,7 +60,7 @@ def build_detector(
                 + (" --half" if half else "")
                 + " does not apply to it"
             )
-        return HogPeopleDetector(score_threshold=score_threshold)
+        return HogPeopleDetector(score_threshold=score_threshold, box=hog_box)
     if backend == "torchvision":
         from flickermine.detect.torchvision_backend import TorchvisionDetector
         from flickermine.models import DEFAULT_MODEL

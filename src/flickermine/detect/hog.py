@@ -10,6 +10,12 @@ from flickermine.errors import ConfigError
 
 FrameDetections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
 
+#: Kinds of box the detector can report.
+BOX_KINDS = ("person", "window")
+#: The margin around the person in HOG's 64x128 training window: 16 px of 64 across, 16 px of
+#: 128 down, on each side.
+PERSON_MARGIN = (16 / 64, 16 / 128)
+
 
 class HogPeopleDetector:
     """Dalal–Triggs HOG + linear SVM pedestrian detector from OpenCV (``opencv<5``).
@@ -18,15 +24,22 @@ class HogPeopleDetector:
     logistic function, ``score = 1 / (1 + exp(-margin))``, so a margin of 0 is 0.5 and the
     miner's probability-style thresholds apply.
 
+    The detector's 64x128 window holds the person with a margin of 16 pixels on every side
+    (Dalal & Triggs trained it that way): a window's box is 3.5 times the person's area and
+    rarely overlaps an annotation with IoU 0.5. With ``box="person"`` (default) that margin is
+    taken off, a quarter of the width and an eighth of the height on each side, so that the
+    boxes fit the person (they become training annotations when mined); ``box="window"`` keeps
+    the window as OpenCV reports it.
+
     Args:
         win_stride: window step in pixels; smaller finds more people, slower.
         scale: image pyramid factor; closer to 1 finds more sizes, slower.
         upscale: resize frames by this factor before detection (boxes are mapped back); HOG's
             window is 64x128, so people shorter than about 128 / upscale pixels are missed.
         score_threshold: boxes scoring below it are dropped.
+        box: ``"person"`` (the window less its margin) or ``"window"`` (as OpenCV reports it).
     """
 
-    description = "opencv-hog-people"
     category = "person"
 
     def __init__(
@@ -35,6 +48,7 @@ class HogPeopleDetector:
         scale: float = 1.05,
         upscale: float = 1.0,
         score_threshold: float = 0.5,
+        box: str = "person",
     ) -> None:
         if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
             raise ConfigError(
@@ -43,6 +57,11 @@ class HogPeopleDetector:
             )
         if upscale <= 0:
             raise ConfigError(f"upscale: expected a value > 0, got {upscale}")
+        if box not in BOX_KINDS:
+            raise ConfigError(f"box: expected one of {', '.join(BOX_KINDS)}, got {box!r}")
+        self.box = box
+        # Recorded in the detections' metadata: boxes of the two kinds must not be mixed.
+        self.description = "opencv-hog-people" + ("" if box == "window" else " (person boxes)")
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.win_stride = win_stride
@@ -67,6 +86,9 @@ class HogPeopleDetector:
         if len(rects) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         xywh = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
+        if self.box == "person":
+            margin = xywh[:, 2:] * np.array(PERSON_MARGIN, np.float32)
+            xywh = np.concatenate([xywh[:, :2] + margin, xywh[:, 2:] - 2 * margin], axis=1)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         score = (1.0 / (1.0 + np.exp(-np.asarray(margins, np.float64).ravel()))).astype(np.float32)
         keep = score >= self.score_threshold
