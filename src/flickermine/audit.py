@@ -393,7 +393,8 @@ def audit(
             read_verdicts(verdicts), truth, frames if isinstance(frames, int) else None,
             str(source), iou,
         )  # fmt: skip
-        per_video[stem] = {**counts.to_dict(), "hard_negative_reasons": counts.hard_negative_reasons}
+        reasons = counts.hard_negative_reasons
+        per_video[stem] = {**counts.to_dict(), "hard_negative_reasons": reasons}
         total.add(counts)
         for r, c in counts.hard_negative_reasons.items():
             total.hard_negative_reasons[r] = total.hard_negative_reasons.get(r, 0) + c

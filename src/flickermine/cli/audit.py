@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,19 @@ def add_parser(sub: Any) -> None:
         "JSON with images carrying video and frame (1-based); for several videos a COCO file "
         "naming them, or STEM=FILE once per video",
     )  # fmt: skip
-    p.add_argument("--iou", type=float, default=MATCH_IOU,
-                   help=f"IoU at which a box is the annotated object (default {MATCH_IOU})")  # fmt: skip
+    p.add_argument(
+        "--iou", type=float, default=MATCH_IOU,
+        help=f"IoU at which a box is the annotated object (default {MATCH_IOU})",
+    )  # fmt: skip
     p.add_argument("--out", help="write the figures as JSON here (default MINED/audit.json)")
     add_quiet_argument(p)
     p.set_defaults(run=run)
 
 
-def _ground_truth(values: list[str]) -> str | dict[str, str]:
+def _ground_truth(values: list[str]) -> str | dict[str, str | os.PathLike[str]]:
     if len(values) == 1 and "=" not in values[0]:
         return values[0]
-    out = {}
+    out: dict[str, str | os.PathLike[str]] = {}
     for v in values:
         stem, sep, path = v.partition("=")
         if not sep or not stem or not path:
