@@ -117,6 +117,9 @@ def plain_verdicts(grays, dets, params, width, height):
     clipped = clip_xyxy(dets.xyxy, width, height)
     keep = [dets.score[dets.frame_slice(t)] >= params.score_threshold for t in range(len(grays))]
     valid = [clipped[dets.frame_slice(t)][k] for t, k in enumerate(keep)]
+    # Support: boxes at or above the support threshold (hysteresis), the valid ones otherwise.
+    low = [dets.score[dets.frame_slice(t)] >= params.support_threshold for t in range(len(grays))]
+    support = [clipped[dets.frame_slice(t)][k] for t, k in enumerate(low)]
     scores = [dets.score[dets.frame_slice(t)][k] for t, k in enumerate(keep)]
     w = params.window
     out = {}
@@ -134,7 +137,7 @@ def plain_verdicts(grays, dets, params, width, height):
                 stop = None
                 for step in range(1, w + 1):
                     u = t + direction * step
-                    if len(valid[u]) and plain_probe(grays[t], grays[u], box, valid[u], params):
+                    if len(support[u]) and plain_probe(grays[t], grays[u], box, support[u], params):
                         stop = direction * step
                         break
                 stops.append(stop)
@@ -185,11 +188,16 @@ def random_scene(seed: int, n: int = 30, width: int = 320, height: int = 240):
     threads=st.sampled_from([0, 2]),
     sparse=st.booleans(),
     hard_positives=st.booleans(),
+    hysteresis=st.booleans(),
 )
-def test_miner_agrees_with_a_plain_reading_of_the_rules(seed, threads, sparse, hard_positives):
+def test_miner_agrees_with_a_plain_reading_of_the_rules(
+    seed, threads, sparse, hard_positives, hysteresis
+):
     grays, dets = random_scene(seed)
     height, width = grays[0].shape
-    params = MinerParams(border_margin=10, search_margin=40)
+    params = MinerParams(
+        border_margin=10, search_margin=40, support_score=0.76 if hysteresis else None
+    )
     expected = plain_verdicts(grays, dets, params, width, height)
 
     def frames(needs: PixelNeeds):

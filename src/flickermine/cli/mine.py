@@ -19,6 +19,7 @@ from flickermine.cli._common import (
 from flickermine.errors import ConfigError, FlickermineError, OutputExistsError
 from flickermine.mine import HardPositiveParams, MinerParams, find_jobs, mine_many
 from flickermine.mine.outputs import existing_outputs
+from flickermine.mine.params import DEFAULT_PRESET, PRESETS, read_params_file
 from flickermine.mine.run import DECODERS, JobOutcome, check_outputs, check_video_names
 from flickermine.video import VideoReader
 
@@ -32,18 +33,31 @@ PARAM_FLAGS: tuple[tuple[str, str | None, str, type], ...] = (
     ("--border-margin", "--crossBoundary", "border_margin", float),
     ("--min-area", "--smallBoxSize", "min_area", float),
     ("--confident-score", None, "confident_score", float),
+    ("--support-score", None, "support_score", float),
+    ("--size-outlier", None, "size_outlier", float),
+    ("--size-fit-spread", None, "size_fit_spread", float),
+    ("--size-fit-min-boxes", None, "size_fit_min_boxes", int),
 )
 
 
 def add_param_flags(parser: argparse.ArgumentParser) -> None:
-    """The miner's parameters as flags (with the seed's names as aliases)."""
-    group = parser.add_argument_group("mining parameters (seed defaults; see MinerParams)")
-    defaults = MinerParams()
+    """The miner's parameters as flags (with the seed's names as aliases), ``--preset`` and
+    ``--config``: a flag given overrides the config file, which overrides the preset."""
+    group = parser.add_argument_group("mining parameters (see MinerParams)")
+    group.add_argument(
+        "--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+        help=f"named setting (default {DEFAULT_PRESET}; seed: the reference implementation's "
+        "verdicts)",
+    )  # fmt: skip
+    group.add_argument(
+        "--config", help="YAML file of mining parameters (as written by audit --sweep)"
+    )
+    defaults = MinerParams.preset(DEFAULT_PRESET)
     for flag, alias, name, kind in PARAM_FLAGS:
         flags = [flag] + ([alias] if alias else [])
         group.add_argument(
-            *flags, dest=name, type=kind, default=getattr(defaults, name),
-            help=f"default {getattr(defaults, name)}",
+            *flags, dest=name, type=kind, default=None,
+            help=f"default {getattr(defaults, name)} ({DEFAULT_PRESET})",
         )  # fmt: skip
 
 
@@ -80,8 +94,13 @@ def hard_positive_params_from_args(args: argparse.Namespace) -> HardPositivePara
 
 
 def params_from_args(args: argparse.Namespace) -> MinerParams:
-    """:class:`MinerParams` from parsed flags."""
-    return MinerParams(**{name: getattr(args, name) for _, _, name, _ in PARAM_FLAGS})
+    """:class:`MinerParams` from ``--preset``, ``--config`` and the flags given."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(read_params_file(args.config))
+    values.update({name: getattr(args, name) for _, _, name, _ in PARAM_FLAGS
+                   if getattr(args, name) is not None})  # fmt: skip
+    return MinerParams.preset(getattr(args, "preset", None) or DEFAULT_PRESET, **values)
 
 
 def add_parser(sub: Any) -> None:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from flickermine.decoding import PixelNeeds
 from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
 from flickermine.mine.params import HardPositiveParams, MinerParams
+from flickermine.mine.scene import SizeFit, fit_sizes
 from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix, iou_pairs
 from flickermine.video import Frame
 
@@ -64,6 +65,9 @@ class FrameVerdicts:
             searched) neighbour; 0 where not searched.
         hard_negative: ``(K,)`` bool.
         hard_positives: missed objects found in this frame (empty unless asked for).
+        size_ratio: ``(K,)`` height over the height the scene's fit expects (NaN without a
+            fit; see :mod:`.scene`), or ``None`` when the size rule is off.
+        size_outlier: ``(K,)`` candidates flagged by the size rule, or ``None``.
     """
 
     frame: Frame
@@ -77,6 +81,8 @@ class FrameVerdicts:
     after_offset: npt.NDArray[np.int16]
     hard_negative: npt.NDArray[np.bool_]
     hard_positives: tuple[HardPositive, ...] = ()
+    size_ratio: npt.NDArray[np.float64] | None = None
+    size_outlier: npt.NDArray[np.bool_] | None = None
 
     @property
     def index(self) -> int:
@@ -315,9 +321,13 @@ _PAIR_CHUNK = 1 << 20
 
 
 def _max_iou_with_frames(
-    dets: VideoDetections, rows: npt.NDArray[np.int64], frames: npt.NDArray[np.int64]
+    boxes: npt.NDArray[np.floating],
+    dets: VideoDetections,
+    rows: npt.NDArray[np.int64],
+    frames: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.float64]:
-    """Largest IoU of box ``rows[i]`` with the boxes of frame ``frames[i]`` (each non-empty)."""
+    """Largest IoU of box ``boxes[rows[i]]`` with the boxes of ``dets`` in frame ``frames[i]``
+    (each non-empty)."""
     counts = np.diff(dets.frame_offsets)[frames]
     out = np.empty(len(rows))
     ends = np.cumsum(counts)
@@ -332,7 +342,7 @@ def _max_iou_with_frames(
             np.arange(int(c.sum())) - np.repeat(first, c)
             + np.repeat(dets.frame_offsets[frames[start:stop]], c)
         )  # fmt: skip
-        out[start:stop] = np.maximum.reduceat(iou_pairs(dets.xyxy[mine], dets.xyxy[theirs]), first)
+        out[start:stop] = np.maximum.reduceat(iou_pairs(boxes[mine], dets.xyxy[theirs]), first)
         start = stop
     return out
 
@@ -363,7 +373,10 @@ class PixelFreeSupport:
 
 
 def support_without_pixels(
-    valid: VideoDetections, codes: npt.NDArray[np.int8], params: MinerParams
+    valid: VideoDetections,
+    codes: npt.NDArray[np.int8],
+    params: MinerParams,
+    supporting: VideoDetections | None = None,
 ) -> PixelFreeSupport:
     """Decide every candidate that needs no template match, for the whole video at once.
 
@@ -371,9 +384,11 @@ def support_without_pixels(
         valid: the detections above the score threshold.
         codes: their :class:`Exclusion` codes.
         params: miner parameters (window, IoU threshold).
+        supporting: the detections that may support a candidate (``valid`` when ``None``).
     """
+    support_dets = valid if supporting is None else supporting
     n, total = valid.num_frames, len(valid)
-    counts = np.diff(valid.frame_offsets)
+    counts = np.diff(support_dets.frame_offsets)
     support = {d: np.zeros(total, np.int8) for d in (-1, 1)}
     offset = {d: np.zeros(total, np.int16) for d in (-1, 1)}
     undecided = np.zeros(total, np.bool_)
@@ -390,7 +405,10 @@ def support_without_pixels(
             nonempty[inside] = counts[u[inside]] > 0
             rows = walking[nonempty]
             if rows.size:
-                overlap = _max_iou_with_frames(valid, rows, u[nonempty]) > params.iou_threshold
+                overlap = (
+                    _max_iou_with_frames(valid.xyxy, support_dets, rows, u[nonempty])
+                    > params.iou_threshold
+                )
                 support[d][rows[overlap]] = Support.OVERLAP
                 offset[d][rows] = d * step
                 undecided[rows[~overlap]] = True
@@ -408,20 +426,20 @@ def support_without_pixels(
     stuck_before = undecided & (support[-1] == Support.NOT_SEARCHED)
     rows = np.flatnonzero(stuck_before)
     start = -offset[-1][rows].astype(np.int64)
-    settled = _walk_reads(valid, frame_of, counts, rows, start, -1, params, read)
+    settled = _walk_reads(valid, support_dets, counts, rows, start, -1, params, read)
     # The other direction is walked when the first may end unsupported.
     unsettled, stuck_after = rows[~settled], np.flatnonzero(undecided & ~stuck_before)
     after_rows = np.concatenate([unsettled, stuck_after])
     after_start = np.concatenate(
         [np.ones(len(unsettled), np.int64), offset[1][stuck_after].astype(np.int64)]
     )
-    _walk_reads(valid, frame_of, counts, after_rows, after_start, 1, params, read)
+    _walk_reads(valid, support_dets, counts, after_rows, after_start, 1, params, read)
     return PixelFreeSupport(support[-1], support[1], offset[-1], offset[1], needs, read)
 
 
 def _walk_reads(
     valid: VideoDetections,
-    frame_of: npt.NDArray[np.int64],
+    support: VideoDetections,
     counts: npt.NDArray[np.int64],
     rows: npt.NDArray[np.int64],
     start: npt.NDArray[np.int64],
@@ -431,7 +449,7 @@ def _walk_reads(
 ) -> npt.NDArray[np.bool_]:
     """Mark in ``read`` the non-empty neighbours a walk of ``rows`` may search, from step
     ``start`` on, until one overlapping the box itself; returns which walks end that way."""
-    n = valid.num_frames
+    n, frame_of = valid.num_frames, valid.frame
     settled = np.zeros(len(rows), np.bool_)
     active = np.ones(len(rows), np.bool_)
     for step in range(1, params.window + 1):
@@ -445,7 +463,7 @@ def _walk_reads(
         at, u = at[keep], u[keep]
         if at.size == 0:
             continue
-        own = _max_iou_with_frames(valid, rows[at], u) > params.iou_threshold
+        own = _max_iou_with_frames(valid.xyxy, support, rows[at], u) > params.iou_threshold
         settled[at[own]] = True
         active[at[own]] = False
         read[u[~own]] = True
@@ -456,15 +474,19 @@ def pixel_needs(
     valid: VideoDetections,
     support: PixelFreeSupport,
     plan: dict[int, list[GapFrame]],
+    flagged: npt.NDArray[np.bool_] | None = None,
 ) -> PixelNeeds:
     """Which frames' images the miner will read: grey images of the frames whose candidates
     need template matching and of the neighbours their walks may search
     (:attr:`PixelFreeSupport.reads`), and at both ends and inside of every planned gap; colour
-    images of every frame that may be written (a possible hard negative or hard positive)."""
+    images of every frame that may be written (a possible hard negative or hard positive;
+    ``flagged``: valid boxes that are hard negatives whatever their support)."""
     gray = support.reads.copy()
     bgr = support.needs_pixels.copy()
     unsupported = (support.before == Support.NONE) & (support.after == Support.NONE)
     bgr[valid.frame[unsupported]] = True
+    if flagged is not None:
+        bgr[valid.frame[flagged]] = True
     for t, gaps in plan.items():
         gray[t] = bgr[t] = True
         for gap in gaps:
@@ -511,18 +533,30 @@ def iter_flickers(
     det_index = rows - clipped.frame_offsets[clipped.frame[rows]]
     valid = clipped.select(valid_mask)
     codes = exclusions(valid.xyxy, valid.score, params, width, height)
+    support = (
+        clipped.select(clipped.score >= params.support_threshold)
+        if params.support_threshold < params.score_threshold
+        else valid
+    )
+    sizes = _size_rule(valid, codes, params)
     plan = plan_gaps(valid, clipped, hard_positives, width, height) if hard_positives else {}
+    if sizes is not None and sizes.active:  # a gap bridged by loose boxes is no object
+        plan = {t: kept for t, gaps in plan.items()
+                if (kept := [g for g in gaps if sizes.fits(g.box)])}  # fmt: skip
     w = params.window
     lag = max(w, hard_positives.max_gap if hard_positives else 0)
     n = valid.num_frames
     buffer: deque[Frame] = deque(maxlen=2 * lag + 1)
     alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
 
-    pixel_free = support_without_pixels(valid, codes, params)
+    pixel_free = support_without_pixels(valid, codes, params, support)
     pixel_free_hn = (pixel_free.before == Support.NONE) & (pixel_free.after == Support.NONE)
+    if sizes is not None:
+        pixel_free_hn |= sizes.outlier
     offsets = valid.frame_offsets
     if callable(frames):
-        frames = frames(pixel_needs(valid, pixel_free, plan))
+        flagged = sizes.outlier if sizes is not None else None
+        frames = frames(pixel_needs(valid, pixel_free, plan, flagged))
 
     def submit(
         pool: ThreadPoolExecutor, t: int
@@ -534,11 +568,12 @@ def iter_flickers(
             return None
         if judge_hn and not gaps and not pixel_free.needs_pixels[t]:
             return _pixel_free_verdicts(buffer[t - buffer[0].index], valid, det_index, codes, sl,
-                                        pixel_free, pixel_free_hn)  # fmt: skip
+                                        pixel_free, pixel_free_hn, sizes)  # fmt: skip
         if not judge_hn:
             sl = slice(sl.start, sl.start)
         window = tuple(buffer)
-        args = (window, t, valid, det_index[sl], codes[sl], sl, params, gaps, hard_positives, alike)
+        args = (window, t, valid, support, det_index[sl], codes[sl], sl, params, gaps,
+                hard_positives, alike, sizes)  # fmt: skip
         return pool.submit(_judge_frame, *args) if threads > 0 else _judge_frame(*args)
 
     # Frames needing template matches are judged in worker threads (template matching and
@@ -574,6 +609,19 @@ def iter_flickers(
                 yield result
 
 
+def _size_rule(
+    valid: VideoDetections, codes: npt.NDArray[np.int8], params: MinerParams
+) -> SizeFit | None:
+    """The size rule's fit over the video (``None`` when the rule is off): fitted on the valid
+    boxes away from the image edges; only candidates can be outliers."""
+    if params.size_outlier <= 0:
+        return None
+    away = (codes == Exclusion.CANDIDATE) | (codes == Exclusion.CONFIDENT)
+    fit = fit_sizes(valid.xyxy, away, params.size_outlier, params.size_fit_spread,
+                    params.size_fit_min_boxes)  # fmt: skip
+    return dataclasses.replace(fit, outlier=fit.outlier & (codes == Exclusion.CANDIDATE))
+
+
 def _pixel_free_verdicts(
     frame: Frame,
     valid: VideoDetections,
@@ -582,9 +630,10 @@ def _pixel_free_verdicts(
     sl: slice,
     support: PixelFreeSupport,
     hard_negative: npt.NDArray[np.bool_],
+    sizes: SizeFit | None,
 ) -> FrameVerdicts:
     """Verdicts of a frame whose candidates were all decided without pixels
-    (``hard_negative``: the whole video's, from ``support``)."""
+    (``hard_negative``: the whole video's, from ``support`` and ``sizes``)."""
     return FrameVerdicts(
         frame=frame,
         det_index=det_index[sl],
@@ -596,6 +645,8 @@ def _pixel_free_verdicts(
         before_offset=support.before_offset[sl],
         after_offset=support.after_offset[sl],
         hard_negative=hard_negative[sl],
+        size_ratio=None if sizes is None else sizes.ratio[sl],
+        size_outlier=None if sizes is None else sizes.outlier[sl],
     )
 
 
@@ -603,6 +654,7 @@ def _judge_frame(
     window: tuple[Frame, ...],
     t: int,
     valid: VideoDetections,
+    support_dets: VideoDetections,
     det_index: npt.NDArray[np.int64],
     code: npt.NDArray[np.int8],
     sl: slice,
@@ -610,6 +662,7 @@ def _judge_frame(
     gaps: list[GapFrame],
     hp_params: HardPositiveParams | None,
     alike: dict[int, float],
+    sizes: SizeFit | None,
 ) -> FrameVerdicts | None:
     base = window[0].index
     current = window[t - base]
@@ -625,7 +678,7 @@ def _judge_frame(
             if todo.size == 0:
                 break
             u = t + direction * step
-            neighbours = valid.xyxy[valid.frame_slice(u)]
+            neighbours = support_dets.xyxy[support_dets.frame_slice(u)]
             if neighbours.shape[0] == 0:
                 continue  # an empty neighbour neither supports nor refutes
             offset[direction][todo] = direction * step
@@ -644,6 +697,8 @@ def _judge_frame(
         # The other direction only matters for boxes this one left unsupported.
         pending = pending[support[direction][pending] == Support.NONE]
     hard_negative = (support[-1] == Support.NONE) & (support[1] == Support.NONE)
+    if sizes is not None:
+        hard_negative |= sizes.outlier[sl]
     found: list[HardPositive] = []
     for gap in gaps:
         assert hp_params is not None  # gaps are only planned with parameters
@@ -670,4 +725,6 @@ def _judge_frame(
         after_offset=offset[1],
         hard_negative=hard_negative,
         hard_positives=tuple(found),
+        size_ratio=None if sizes is None else sizes.ratio[sl],
+        size_outlier=None if sizes is None else sizes.outlier[sl],
     )

@@ -69,6 +69,8 @@ class _Rows(NamedTuple):
     after_offset: np.ndarray
     hard_negative: np.ndarray
     hard_positives: tuple[HardPositive, ...]
+    size_ratio: np.ndarray | None
+    size_outlier: np.ndarray | None
 
 
 _BATCH_ROWS = 4096  # rows per verdict-table write: memory stays bounded, work spread out
@@ -235,6 +237,7 @@ class VideoResultWriter:
                 ("support_before", pa.int32()),
                 ("support_after", pa.int32()),
                 ("similarity", pa.float32()),
+                ("size_ratio", pa.float32()),
             ],
             metadata={b"flickermine": json.dumps({"params": self.params}).encode()},
         )
@@ -270,7 +273,8 @@ class VideoResultWriter:
         # Keep the arrays only: holding the frame itself would keep decoded images alive.
         self._rows.append(
             _Rows(fv.index, fv.det_index, fv.xyxy, fv.score, fv.exclusion, fv.before, fv.after,
-                  fv.before_offset, fv.after_offset, fv.hard_negative, fv.hard_positives)
+                  fv.before_offset, fv.after_offset, fv.hard_negative, fv.hard_positives,
+                  fv.size_ratio, fv.size_outlier)
         )  # fmt: skip
         self._pending_rows += len(fv.score)
         if self._pending_rows >= _BATCH_ROWS:
@@ -320,6 +324,16 @@ class VideoResultWriter:
         inverse = inverse.reshape(-1)
         combos = unique.tolist()
         reasons = np.array([reason(*c) for c in combos], object)[inverse]
+        ratio = np.concatenate(
+            [r.size_ratio if r.size_ratio is not None else np.full(len(r.score), np.nan)
+             for r in rows]
+        ).astype(np.float32)  # fmt: skip
+        outlier = np.concatenate(
+            [r.size_outlier if r.size_outlier is not None else np.zeros(len(r.score), bool)
+             for r in rows]
+        )  # fmt: skip
+        for i in np.flatnonzero(outlier):
+            reasons[i] = f"hard negative: {ratio[i]:.2f} times the height of the scene's boxes here"
         befores = np.array([_direction_text(c[1], c[2]) for c in combos], object)[inverse]
         afters = np.array([_direction_text(c[3], c[4]) for c in combos], object)[inverse]
         hps = [hp for r in rows for hp in r.hard_positives]
@@ -342,6 +356,7 @@ class VideoResultWriter:
                 "support_before": pa.nulls(n_det, pa.int32()),
                 "support_after": pa.nulls(n_det, pa.int32()),
                 "similarity": pa.nulls(n_det, pa.float32()),
+                "size_ratio": pa.array(ratio, pa.float32(), from_pandas=True),
             },
             schema=self._schema,
         )
@@ -375,6 +390,7 @@ class VideoResultWriter:
                 "support_before": [hp.support_before for hp in hps],
                 "support_after": [hp.support_after for hp in hps],
                 "similarity": [hp.similarity for hp in hps],
+                "size_ratio": pa.nulls(len(hps), pa.float32()),
             },
             schema=self._schema,
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from flickermine.errors import ConfigError
@@ -51,6 +53,20 @@ class MinerParams:
         min_area: boxes smaller than this many square pixels are never flagged (seed
             ``smallBoxSize``, 1600 = 40x40): tiny boxes carry too little texture to track.
         confident_score: boxes scoring at or above it are never flagged (seed: 0.98, fixed).
+        support_score: detections scoring at or above it support a candidate (hysteresis: a
+            candidate needs ``score_threshold``, its support only this). ``None`` (the seed) uses
+            ``score_threshold`` for both, so a real object detected just below the threshold in
+            the neighbouring frames is flagged as a flicker; lowering it protects such objects
+            (fewer, surer hard negatives) at the risk of letting a weak false box support a
+            flicker. Boxes below it play no part at all.
+        size_outlier: a candidate whose height is off the scene's fit by more than this many
+            spreads is a hard negative even when it is supported in time (a loose or wrong-
+            scale box; see :mod:`flickermine.mine.scene`). 0 (the seed) turns the rule off.
+            Lowering it flags more boxes, and more real objects of unusual size.
+        size_fit_spread: the size rule applies only to videos whose box heights fit their
+            bottom edges within this spread (log ratio); a moving camera or objects of very
+            different sizes give a larger spread and switch it off for that video.
+        size_fit_min_boxes: the size rule needs at least this many boxes to fit on.
     """
 
     score_threshold: float = 0.8
@@ -61,10 +77,16 @@ class MinerParams:
     border_margin: float = 50
     min_area: float = 1600
     confident_score: float = 0.98
+    support_score: float | None = None
+    size_outlier: float = 0.0
+    size_fit_spread: float = 0.25
+    size_fit_min_boxes: int = 50
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "support_score" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{f.name}: expected a number, got {value!r}")
             if not math.isfinite(value):
@@ -84,17 +106,41 @@ class MinerParams:
         for name in ("border_margin", "min_area"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected a value >= 0, got {getattr(self, name)}")
+        if self.support_score is not None and not 0 <= self.support_score <= self.score_threshold:
+            raise ConfigError(
+                f"support_score: expected a value in [0, score_threshold ({self.score_threshold})]"
+                f", got {self.support_score}"
+            )
+        if self.size_outlier < 0 or self.size_fit_spread < 0:
+            raise ConfigError("size_outlier and size_fit_spread: expected values >= 0")
+        if int(self.size_fit_min_boxes) != self.size_fit_min_boxes or self.size_fit_min_boxes < 3:
+            raise ConfigError(
+                f"size_fit_min_boxes: expected an integer >= 3, got {self.size_fit_min_boxes}"
+            )
         if self.confident_score <= self.score_threshold:
             raise ConfigError(
                 f"confident_score ({self.confident_score}) must be above score_threshold "
                 f"({self.score_threshold}): no detection could be a candidate"
             )
         object.__setattr__(self, "window", int(self.window))
+        object.__setattr__(self, "size_fit_min_boxes", int(self.size_fit_min_boxes))
         object.__setattr__(self, "search_margin", int(self.search_margin))
+
+    @property
+    def support_threshold(self) -> float:
+        """The score from which detections support a candidate."""
+        return self.score_threshold if self.support_score is None else self.support_score
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (for JSON and Parquet metadata)."""
         return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> MinerParams:
+        """The parameters of a named preset (see :data:`PRESETS`), with ``overrides``."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MinerParams:
@@ -104,6 +150,45 @@ class MinerParams:
         if unknown:
             raise ConfigError(f"unknown miner parameter(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+#: Named settings of the miner. ``seed`` reproduces the reference implementation's verdicts;
+#: ``precise`` adds hysteresis (support from boxes scoring 0.5 or more); ``recall`` takes
+#: candidates from 0.5, support from 0.3, and adds the size rule (which also drops hard
+#: positives bridged by boxes of the wrong size). Figures for each on real footage: README,
+#: "Mining presets".
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "precise": {"support_score": 0.5},
+    "recall": {"score_threshold": 0.5, "support_score": 0.3, "size_outlier": 4.0},
+}
+#: The preset ``flickermine mine`` uses unless told otherwise.
+DEFAULT_PRESET = "seed"
+
+
+def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Mining parameters from a YAML file: a mapping of :class:`MinerParams` names (under a
+    ``miner:`` key or at the top), checked against the known names.
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, or unknown names (naming the file).
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read the mining parameters: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("miner"), dict):
+        data = data["miner"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of mining parameters")
+    known = {f.name for f in fields(MinerParams)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown mining parameter(s): {', '.join(unknown)}")
+    return dict(data)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""Boxes whose size does not fit the scene: a hard-negative rule for loose boxes.
+
+In a video from a fixed camera, objects of one category standing on the ground appear smaller
+the higher their feet are in the image: over many detections, box height is close to a linear
+function of the box's bottom edge. A detector that fires at the wrong scale (a window around a
+person and the background beside them, two people in one box) reports a box far taller or
+shorter than the scene's other boxes at the same height in the image. Such a box is a false
+positive as COCO counts it (its IoU with the object is below 0.5), however steady it is in time,
+so the temporal rules cannot catch it; this rule can.
+
+The fit is robust (iteratively trimmed least squares of height on bottom edge, residuals as log
+ratios, spread as their median absolute deviation). Where the scene has no such regularity (a
+moving or zooming camera, objects of very different sizes), the spread is large and the rule
+switches itself off for the video (``size_fit_spread``); with too few boxes to fit
+(``size_fit_min_boxes``) likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+#: Rounds of fitting and trimming the boxes farther than 3 spreads from the fit.
+_ROUNDS = 10
+#: Median absolute deviation -> standard deviation of a normal distribution.
+_MAD_TO_SD = 1.4826
+#: The spread used is at least this (8 % in height): in a scene fitted almost exactly (or one
+#: whose detector quantises sizes, as HOG does), objects a little taller or shorter than most
+#: are not outliers.
+MIN_SPREAD = 0.08
+
+
+@dataclass(frozen=True)
+class SizeFit:
+    """Box height against bottom edge over a video.
+
+    Attributes:
+        ratio: ``(N,)`` height / expected height per box (NaN where there is no fit or the
+            expected height is not positive).
+        outlier: ``(N,)`` boxes off by more than ``size_outlier`` spreads.
+        spread: the spread of log ratios (NaN without a fit).
+        used: boxes the fit was made on.
+        active: whether the rule applies to this video.
+        coef: ``(2,)`` expected height = ``coef[0] + coef[1] * bottom edge``.
+        limit: largest ``|log ratio|`` that is not an outlier (inf when inactive).
+    """
+
+    ratio: npt.NDArray[np.float64]
+    outlier: npt.NDArray[np.bool_]
+    spread: float
+    used: int
+    active: bool
+    coef: tuple[float, float] = (0.0, 0.0)
+    limit: float = float("inf")
+
+    def fits(self, box: npt.NDArray[np.floating]) -> bool:
+        """Whether a box ``(4,)`` has a height the scene expects (always, when inactive)."""
+        if not self.active:
+            return True
+        expected = self.coef[0] + self.coef[1] * float(box[3])
+        height = float(box[3] - box[1])
+        if expected <= 0 or height <= 0:
+            return True
+        return abs(math.log(height / expected)) <= self.limit
+
+
+def _median_line(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A line through ``(x, y)`` that a minority of wild points cannot move (Theil-Sen on the
+    pairs of points half the sorted range apart): ``(intercept, slope)``."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    half = len(xs) // 2
+    dx = xs[half : half * 2] - xs[:half]
+    dy = ys[half : half * 2] - ys[:half]
+    wide = dx > 1e-9
+    slope = float(np.median(dy[wide] / dx[wide])) if wide.any() else 0.0
+    return np.array([float(np.median(y - slope * x)), slope])
+
+
+def fit_sizes(
+    xyxy: npt.NDArray[np.floating],
+    fit_on: npt.NDArray[np.bool_],
+    size_outlier: float,
+    max_spread: float,
+    min_boxes: int,
+) -> SizeFit:
+    """Fit box height to bottom edge on the boxes ``fit_on`` and find every box's ratio.
+
+    Args:
+        xyxy: ``(N, 4)`` boxes of one video.
+        fit_on: ``(N,)`` boxes to fit on (valid boxes away from the image edges).
+        size_outlier: spreads beyond which a box is an outlier (0: never).
+        max_spread: the rule is off for a video whose spread exceeds this.
+        min_boxes: the rule is off for a video with fewer boxes to fit on.
+    """
+    n = len(xyxy)
+    nan = np.full(n, np.nan)
+    off = SizeFit(nan, np.zeros(n, np.bool_), float("nan"), int(fit_on.sum()), False)
+    if size_outlier <= 0 or fit_on.sum() < max(min_boxes, 3):
+        return off
+    height = (xyxy[:, 3] - xyxy[:, 1]).astype(np.float64)
+    bottom = xyxy[:, 3].astype(np.float64)
+    idx = np.flatnonzero(fit_on & (height > 0))
+    design = np.stack([np.ones(len(idx)), bottom[idx]], axis=1)
+    keep = np.ones(len(idx), np.bool_)
+    spread = float("nan")
+    coef: npt.NDArray[np.floating] = _median_line(bottom[idx], height[idx])
+    for round_ in range(_ROUNDS):
+        if keep.sum() < 3:
+            return off
+        if round_:  # the first round trims around the robust start
+            coef = np.linalg.lstsq(design[keep], height[idx][keep], rcond=None)[0]
+        expected = design @ coef
+        good = expected > 0
+        log_ratio = np.where(good, np.log(height[idx] / np.where(good, expected, 1.0)), np.inf)
+        spread = _MAD_TO_SD * float(np.median(np.abs(log_ratio[keep & good])))
+        new_keep = good & (np.abs(log_ratio) <= 3 * max(spread, 1e-6))
+        if (new_keep == keep).all():
+            break
+        keep = new_keep
+    expected_all = coef[0] + coef[1] * bottom
+    ratio = np.where(expected_all > 0, height / np.where(expected_all > 0, expected_all, 1), np.nan)
+    line = (float(coef[0]), float(coef[1]))
+    if not np.isfinite(spread) or spread > max_spread:
+        return SizeFit(ratio, np.zeros(n, np.bool_), spread, int(keep.sum()), False, line)
+    limit = size_outlier * max(spread, MIN_SPREAD)
+    with np.errstate(invalid="ignore"):
+        outlier = np.abs(np.log(ratio)) > limit
+    return SizeFit(ratio, outlier & np.isfinite(ratio), spread, int(keep.sum()), True, line, limit)

@@ -1,0 +1,146 @@
+"""The rules beyond the reference's: hysteresis, the size rule, presets and --config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flickermine.cli.main import main
+from flickermine.errors import ConfigError
+from flickermine.io import save_detections
+from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
+from flickermine.mine.flicker import Support
+from flickermine.mine.params import PRESETS, read_params_file
+from flickermine.mine.scene import fit_sizes
+from flickermine.video import VideoReader
+
+from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
+
+N = 15
+T = 7
+
+
+def walker(x0: int = 100, seed: int = 7) -> Sprite:
+    return Sprite(texture(seed, 64, 48), {t: (x0 + 2 * t, 80) for t in range(N)})
+
+
+def verdicts(tmp_path, frames, dets, params, hard_positives=None):
+    video = write_video(tmp_path / "v.mp4", frames)
+    reader = VideoReader(video)
+    out = {}
+    for fv in iter_flickers(reader, dets, params, reader.width, reader.height,
+                            hard_positives=hard_positives):  # fmt: skip
+        out[fv.index] = fv
+    return out
+
+
+def test_seed_flags_an_object_whose_neighbours_score_just_below_the_threshold(tmp_path):
+    """The reference rule: neighbours at 0.7 do not support a candidate at 0.9 (threshold 0.8);
+    with hysteresis (support_score 0.6) they do."""
+    a = walker()
+    rows = [(t, *a.box(t), 0.9 if t == T else 0.7) for t in range(N)]
+    frames = render_frames(N, sprites=[a])
+    seed = verdicts(tmp_path, frames, detections(rows, N), MinerParams())
+    assert bool(seed[T].hard_negative[0]) is True
+    held = verdicts(tmp_path, frames, detections(rows, N), MinerParams(support_score=0.6))
+    assert bool(held[T].hard_negative[0]) is False
+    assert held[T].before[0] == Support.OVERLAP and held[T].before_offset[0] == -1
+    # Boxes below the support score play no part: a flicker stays a flicker.
+    low = [(t, *a.box(t), 0.9 if t == T else 0.5) for t in range(N)]
+    still = verdicts(tmp_path, frames, detections(low, N), MinerParams(support_score=0.6))
+    assert bool(still[T].hard_negative[0]) is True
+
+
+def _scene_rows(n_people: int = 6, frames: int = N, tall_at: int | None = T):
+    """Boxes of people whose height grows with their bottom edge (a ground plane), plus one box
+    twice as tall as the scene's at its position in frame ``tall_at``."""
+    rows = []
+    for t in range(frames):
+        for k in range(n_people):
+            bottom = 120.0 + 15 * k
+            height = 0.5 * bottom - 20  # 40 .. 77 px
+            x = 60.0 + 45 * k + t
+            rows.append((t, x, bottom - height, x + height / 2.5, bottom, 0.9))
+    if tall_at is not None:
+        bottom, height = 200.0, 2 * (0.5 * 200 - 20)
+        rows.append((tall_at, 200.0, bottom - height, 200.0 + 60, bottom, 0.85))
+    return rows
+
+
+def test_a_box_twice_the_scenes_height_is_a_hard_negative_with_its_reason(tmp_path):
+    rows = sorted(_scene_rows())
+    dets = detections(rows, N)
+    frames = render_frames(N, width=360, height=260)
+    params = MinerParams(size_outlier=4, size_fit_min_boxes=20, border_margin=5, min_area=100)
+    v = verdicts(tmp_path, frames, dets, params)
+    fv = v[T]
+    tall = int(np.argmax(fv.xyxy[:, 3] - fv.xyxy[:, 1]))
+    # Supported in time (the same tall box is nowhere else, but people overlap it?) no matter:
+    assert bool(fv.size_outlier[tall]) and bool(fv.hard_negative[tall])
+    assert fv.size_ratio[tall] == pytest.approx(2.0, rel=0.05)
+    others = np.delete(np.arange(len(fv.score)), tall)
+    assert not fv.hard_negative[others].any()
+    # The seed's rules: no size rule at all.
+    assert (
+        verdicts(tmp_path, frames, dets, MinerParams(border_margin=5, min_area=100))[T].size_outlier
+        is None
+    )
+
+
+def test_size_rule_switches_off_where_sizes_do_not_follow_the_scene():
+    rng = np.random.default_rng(0)
+    bottom = rng.uniform(100, 250, 200)
+    height = rng.uniform(20, 150, 200)  # no relation to the bottom edge
+    xyxy = np.stack([np.zeros(200), bottom - height, np.full(200, 30.0), bottom], axis=1)
+    fit = fit_sizes(xyxy, np.ones(200, bool), 4.0, 0.25, 50)
+    assert not fit.active and not fit.outlier.any() and fit.spread > 0.25
+    few = fit_sizes(xyxy[:10], np.ones(10, bool), 4.0, 0.25, 50)
+    assert not few.active
+
+
+def test_size_rule_drops_hard_positives_bridged_by_loose_boxes(tmp_path):
+    """A gap between two boxes twice the scene's height is not a missed object."""
+    rows = [r for r in _scene_rows(tall_at=None)]
+    # A loose (twice too tall) track that is missed in frame T.
+    for t in range(N):
+        if t != T:
+            rows.append((t, 250.0 + t, 200.0 - 160, 250.0 + t + 60, 200.0, 0.9))
+    dets = detections(sorted(rows), N)
+    frames = render_frames(N, width=360, height=260)
+    hp = HardPositiveParams(min_similarity=0.0)
+    base = dict(border_margin=5, min_area=100, size_fit_min_boxes=20)
+    without = verdicts(tmp_path, frames, dets, MinerParams(**base), hp)
+    assert len(without[T].hard_positives) == 1
+    with_rule = verdicts(tmp_path, frames, dets, MinerParams(size_outlier=4, **base), hp)
+    assert T not in with_rule or not with_rule[T].hard_positives
+
+
+def test_presets_and_their_parameters():
+    assert MinerParams.preset("seed") == MinerParams()
+    recall = MinerParams.preset("recall", window=3)
+    assert recall.window == 3 and recall.size_outlier == PRESETS["recall"]["size_outlier"]
+    with pytest.raises(ConfigError, match="unknown preset 'fast'"):
+        MinerParams.preset("fast")
+    with pytest.raises(ConfigError, match="support_score: expected a value in"):
+        MinerParams(support_score=0.9)
+
+
+def test_config_file_and_flags_override_the_preset(tmp_path, capsys):
+    import json
+
+    a = walker()
+    video = write_video(tmp_path / "v.mp4", render_frames(N, sprites=[a]))
+    save_detections(detections(sprite_rows(a, range(N)), N), tmp_path / "v.parquet")
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("miner:\n  window: 3\n  support_score: 0.4\n")
+    argv = ["mine", str(video), "--detections", str(tmp_path / "v.parquet"), "-q",
+            "--preset", "recall", "--config", str(cfg), "--support-score", "0.45"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    params = json.loads((tmp_path / "o" / "v.json").read_text())["params"]
+    assert params["window"] == 3 and params["support_score"] == 0.45
+    assert params["size_outlier"] == PRESETS["recall"]["size_outlier"]
+    cfg.write_text("windw: 3\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: unknown mining parameter\(s\): windw"):
+        read_params_file(cfg)
+    assert main([*argv, "--out", str(tmp_path / "o2")]) == 2
+    assert "windw" in capsys.readouterr().err
