@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -139,3 +140,42 @@ def test_audit_of_a_real_mining_run(tmp_path):
     t = audit(tmp_path / "out", gt)["total"]
     assert (t["hard_negatives"], t["hard_negative_precision"]) == (1, 1.0)
     assert t["pseudo_positive_precision"] == 1.0 and t["false_positives_flagged"] == 1.0
+
+
+def test_sweep_writes_the_frontier_and_a_config_mine_accepts(tmp_path, capsys):
+    from flickermine.io import save_detections
+    from flickermine.mine import mine_video
+    from flickermine.mine.params import read_params_file
+    from flickermine.tune import DEFAULT_GRID
+
+    from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
+
+    n = 16
+    a = Sprite(texture(7, 64, 48), {t: (100 + 2 * t, 80) for t in range(n)})
+    video = write_video(tmp_path / "walk.mp4", render_frames(n, sprites=[a]))
+    rows = [*sprite_rows(a, range(n)), (8, 180.0, 60.0, 228.0, 124.0, 0.85)]
+    save_detections(detections(rows, n), tmp_path / "walk.parquet")
+    mine_video(video, tmp_path / "walk.parquet", tmp_path / "out")
+    gt = tmp_path / "gt.txt"
+    gt.write_text("".join(f"{t + 1},1,{a.box(t)[0]},{a.box(t)[1]},48,64,1\n" for t in range(n)))
+    assert main(["audit", str(tmp_path / "out"), "--gt", str(gt), "--sweep"]) == 0
+    sweep = json.loads((tmp_path / "out" / "sweep" / "sweep.json").read_text())
+    assert len(sweep) == int(np.prod([len(v) for v in DEFAULT_GRID.values()]))
+    # The flicker (score 0.85) is found wherever the threshold lets it be a candidate.
+    by_thr = {r["params"]["score_threshold"]: r["hard_negatives"] for r in sweep}
+    assert by_thr[0.8] == 1
+    assert (tmp_path / "out" / "sweep" / "frontier.png").stat().st_size > 1000
+    best = read_params_file(tmp_path / "out" / "sweep" / "best.yaml")
+    assert best["score_threshold"] <= 0.8
+    argv = [
+        "mine",
+        str(video),
+        "--detections",
+        str(tmp_path / "walk.parquet"),
+        "--out",
+        str(tmp_path / "again"),
+        "--config",
+        str(tmp_path / "out" / "sweep" / "best.yaml"),
+    ]
+    assert main([*argv, "-q"]) == 0
+    assert "best at precision >= 0.9: 1 hard negatives" in capsys.readouterr().out

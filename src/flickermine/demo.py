@@ -14,12 +14,13 @@ from flickermine.detect import HogPeopleDetector, detect_video
 from flickermine.errors import OutputExistsError
 from flickermine.io import save_detections
 from flickermine.mine import HardPositiveParams, MinerParams, mine_video
+from flickermine.mine.params import DEFAULT_PRESET
 from flickermine.video import VideoReader
 
 logger = logging.getLogger(__name__)
 
-#: HOG margins are mapped through a logistic; 0.7 keeps margins above about 0.85.
-DEMO_PARAMS = MinerParams(score_threshold=0.7)
+#: The miner's default preset, as ``flickermine mine`` uses it.
+DEMO_PARAMS = MinerParams.preset(DEFAULT_PRESET)
 
 
 def sample_video() -> Path:

@@ -538,7 +538,7 @@ def iter_flickers(
         if params.support_threshold < params.score_threshold
         else valid
     )
-    sizes = _size_rule(valid, codes, params)
+    sizes = _size_rule(valid, codes, support, params, width, height)
     plan = plan_gaps(valid, clipped, hard_positives, width, height) if hard_positives else {}
     if sizes is not None and sizes.active:  # a gap bridged by loose boxes is no object
         plan = {t: kept for t, gaps in plan.items()
@@ -610,16 +610,23 @@ def iter_flickers(
 
 
 def _size_rule(
-    valid: VideoDetections, codes: npt.NDArray[np.int8], params: MinerParams
+    valid: VideoDetections,
+    codes: npt.NDArray[np.int8],
+    support: VideoDetections,
+    params: MinerParams,
+    width: int,
+    height: int,
 ) -> SizeFit | None:
-    """The size rule's fit over the video (``None`` when the rule is off): fitted on the valid
-    boxes away from the image edges; only candidates can be outliers."""
+    """The size rule over the video (``None`` when it is off): fitted on every box that may
+    support a candidate (at or above the support score) away from the image edges, applied to
+    the valid boxes; only candidates can be outliers."""
     if params.size_outlier <= 0:
         return None
-    away = (codes == Exclusion.CANDIDATE) | (codes == Exclusion.CONFIDENT)
-    fit = fit_sizes(valid.xyxy, away, params.size_outlier, params.size_fit_spread,
+    near_edge = exclusions(support.xyxy, support.score, params, width, height) == Exclusion.BORDER
+    fit = fit_sizes(support.xyxy, ~near_edge, params.size_outlier, params.size_fit_spread,
                     params.size_fit_min_boxes)  # fmt: skip
-    return dataclasses.replace(fit, outlier=fit.outlier & (codes == Exclusion.CANDIDATE))
+    ratio, outlier = fit.apply(valid.xyxy)
+    return dataclasses.replace(fit, ratio=ratio, outlier=outlier & (codes == Exclusion.CANDIDATE))
 
 
 def _pixel_free_verdicts(

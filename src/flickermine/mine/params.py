@@ -163,7 +163,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "recall": {"score_threshold": 0.5, "support_score": 0.3, "size_outlier": 4.0},
 }
 #: The preset ``flickermine mine`` uses unless told otherwise.
-DEFAULT_PRESET = "seed"
+DEFAULT_PRESET = "recall"
 
 
 def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:

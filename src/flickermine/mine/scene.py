@@ -56,6 +56,19 @@ class SizeFit:
     coef: tuple[float, float] = (0.0, 0.0)
     limit: float = float("inf")
 
+    def apply(
+        self, xyxy: npt.NDArray[np.floating]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Ratios and outliers ``(N,)`` of other boxes ``(N, 4)`` under this fit."""
+        height = (xyxy[:, 3] - xyxy[:, 1]).astype(np.float64)
+        expected = self.coef[0] + self.coef[1] * xyxy[:, 3].astype(np.float64)
+        good = (expected > 0) & (height > 0)
+        ratio = np.where(good, height / np.where(good, expected, 1.0), np.nan)
+        if not self.active:
+            return ratio, np.zeros(len(xyxy), np.bool_)
+        with np.errstate(invalid="ignore"):
+            return ratio, good & (np.abs(np.log(ratio)) > self.limit)
+
     def fits(self, box: npt.NDArray[np.floating]) -> bool:
         """Whether a box ``(4,)`` has a height the scene expects (always, when inactive)."""
         if not self.active:
