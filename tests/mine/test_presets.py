@@ -144,3 +144,28 @@ def test_config_file_and_flags_override_the_preset(tmp_path, capsys):
         read_params_file(cfg)
     assert main([*argv, "--out", str(tmp_path / "o2")]) == 2
     assert "windw" in capsys.readouterr().err
+
+
+def test_size_rule_needs_perspective():
+    """Objects of two fixed sizes moving all over the image: no ground plane, no rule."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for k, size in enumerate([60.0] * 150 + [100.0] * 60):
+        bottom = rng.uniform(100, 280)
+        rows.append([k, bottom - size, k + 30, bottom])
+    fit = fit_sizes(np.array(rows, float), np.ones(len(rows), bool), 4.0, 0.25, 50)
+    assert not fit.active and not fit.outlier.any()
+
+
+def test_a_small_object_seen_small_in_every_frame_is_no_outlier(tmp_path):
+    """A child among adults: half the expected height, but so in every frame."""
+    rows = _scene_rows(tall_at=None)
+    for t in range(N):
+        rows.append((t, 300.0 + t, 200.0 - 40, 300.0 + t + 16, 200.0, 0.9))  # 40 px, expected 80
+    dets = detections(sorted(rows), N)
+    frames = render_frames(N, width=360, height=260)
+    params = MinerParams(size_outlier=4, size_fit_min_boxes=20, border_margin=5, min_area=100)
+    fv = verdicts(tmp_path, frames, dets, params)[T]
+    small = int(np.argmin(np.abs(fv.xyxy[:, 0] - (300 + T))))
+    assert fv.size_ratio[small] == pytest.approx(0.5, rel=0.05)
+    assert not fv.size_outlier[small] and not fv.hard_negative[small]

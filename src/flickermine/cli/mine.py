@@ -68,6 +68,7 @@ HP_FLAGS: tuple[tuple[str, str, type], ...] = (
     ("--cover-iou", "cover_iou", float),
     ("--min-similarity", "min_similarity", float),
     ("--refine-margin", "refine_margin", float),
+    ("--min-track-score", "min_track_score", float),
 )
 
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from flickermine.decoding import PixelNeeds
 from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
 from flickermine.mine.params import HardPositiveParams, MinerParams
-from flickermine.mine.scene import SizeFit, fit_sizes
+from flickermine.mine.scene import SizeFit, fit_sizes, odd_in_time
 from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix, iou_pairs
 from flickermine.video import Frame
 
@@ -626,7 +626,17 @@ def _size_rule(
     fit = fit_sizes(support.xyxy, ~near_edge, params.size_outlier, params.size_fit_spread,
                     params.size_fit_min_boxes)  # fmt: skip
     ratio, outlier = fit.apply(valid.xyxy)
-    return dataclasses.replace(fit, ratio=ratio, outlier=outlier & (codes == Exclusion.CANDIDATE))
+    outlier &= codes == Exclusion.CANDIDATE
+    # A box too small for its place may be a smaller object of the kind (a child, a dog of a
+    # small breed): it must be the odd one out among the object's boxes over time. A box too
+    # large (an object with the background beside it, two objects in one) need not.
+    rows = np.flatnonzero(outlier & (ratio < 1))
+    if rows.size:
+        _, support_odd = fit.apply(support.xyxy)
+        keep = odd_in_time(valid.xyxy[rows], valid.frame[rows], support, support_odd,
+                           params.window)  # fmt: skip
+        outlier[rows[~keep]] = False
+    return dataclasses.replace(fit, ratio=ratio, outlier=outlier)
 
 
 def _pixel_free_verdicts(

@@ -103,6 +103,7 @@ def _velocity(boxes: Box) -> Box:
 def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLink]:
     """Pairs of tracks (ending, starting) bridged across a gap of 1..``max_gap`` frames."""
     tracks = [tr for tr in build_tracks(valid, params.link_iou) if len(tr) >= params.min_support]
+    score = valid.score
     frame_of = valid.frame
     starts: dict[int, list[int]] = defaultdict(list)
     for i, tr in enumerate(tracks):
@@ -119,9 +120,10 @@ def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLin
                 backward = after[0] - _velocity(after) * (b - a)
                 iou_f = iou_matrix(forward[None], after[:1])[0, 0]
                 iou_b = iou_matrix(backward[None], before[-1:])[0, 0]
-                score = min(iou_f, iou_b)
-                if score >= params.link_iou:
-                    candidates.append((score, i, j))
+                agreement = min(iou_f, iou_b)
+                near_gap = np.concatenate([score[tr[-4:]], score[tracks[j][:4]]])
+                if agreement >= params.link_iou and near_gap.mean() >= params.min_track_score:
+                    candidates.append((agreement, i, j))
     links: list[GapLink] = []
     used_end: set[int] = set()
     used_start: set[int] = set()

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from flickermine.structures import VideoDetections, iou_matrix
+
 #: Rounds of fitting and trimming the boxes farther than 3 spreads from the fit.
 _ROUNDS = 10
 #: Median absolute deviation -> standard deviation of a normal distribution.
@@ -99,6 +101,7 @@ def fit_sizes(
     size_outlier: float,
     max_spread: float,
     min_boxes: int,
+    min_growth: float = 1.2,
 ) -> SizeFit:
     """Fit box height to bottom edge on the boxes ``fit_on`` and find every box's ratio.
 
@@ -108,6 +111,9 @@ def fit_sizes(
         size_outlier: spreads beyond which a box is an outlier (0: never).
         max_spread: the rule is off for a video whose spread exceeds this.
         min_boxes: the rule is off for a video with fewer boxes to fit on.
+        min_growth: the rule is off unless the fitted height grows at least this much from the
+            highest to the lowest fitted box (perspective: a camera looking down on a ground
+            plane; objects of one size moving about give no such growth).
     """
     n = len(xyxy)
     nan = np.full(n, np.nan)
@@ -134,12 +140,50 @@ def fit_sizes(
         if (new_keep == keep).all():
             break
         keep = new_keep
-    expected_all = coef[0] + coef[1] * bottom
-    ratio = np.where(expected_all > 0, height / np.where(expected_all > 0, expected_all, 1), np.nan)
+
     line = (float(coef[0]), float(coef[1]))
-    if not np.isfinite(spread) or spread > max_spread:
+    expected_all = line[0] + line[1] * bottom
+    positive = expected_all > 0
+    ratio = np.where(positive, height / np.where(positive, expected_all, 1), np.nan)
+    inliers = bottom[idx][keep]
+    low, high = (line[0] + line[1] * float(v) for v in (inliers.min(), inliers.max()))
+    no_perspective = low <= 0 or high / low < min_growth  # the sizes then say nothing
+    if no_perspective or not np.isfinite(spread) or spread > max_spread:
         return SizeFit(ratio, np.zeros(n, np.bool_), spread, int(keep.sum()), False, line)
     limit = size_outlier * max(spread, MIN_SPREAD)
     with np.errstate(invalid="ignore"):
         outlier = np.abs(np.log(ratio)) > limit
     return SizeFit(ratio, outlier & np.isfinite(ratio), spread, int(keep.sum()), True, line, limit)
+
+
+#: Overlap at which a box in a nearby frame is taken to be the same object (a loose box around
+#: a person overlaps the person's own box by about 0.4).
+SAME_OBJECT_IOU = 0.2
+
+
+def odd_in_time(
+    boxes: npt.NDArray[np.floating],
+    frames: npt.NDArray[np.int64],
+    others: VideoDetections,
+    others_odd: npt.NDArray[np.bool_],
+    window: int,
+) -> npt.NDArray[np.bool_]:
+    """Which of ``boxes`` (each an outlier of the size fit, in frame ``frames[i]``) are the odd
+    ones out over time: the boxes of ``others`` that overlap it (IoU >= :data:`SAME_OBJECT_IOU`)
+    within ``window`` frames, itself included, are at least half of the expected size. An
+    object that is always that size (a child among adults, a truck among cars, a scene without
+    a ground plane) is detected so in every frame and is no outlier."""
+    out = np.zeros(len(boxes), np.bool_)
+    n = others.num_frames
+    for i, (box, t) in enumerate(zip(boxes, frames, strict=True)):
+        lo, hi = max(0, int(t) - window), min(n, int(t) + window + 1)
+        sl = slice(int(others.frame_offsets[lo]), int(others.frame_offsets[hi]))
+        near = others.xyxy[sl]
+        if len(near) == 0:
+            continue
+        same = (
+            iou_matrix(box[None].astype(np.float64), near.astype(np.float64))[0] >= SAME_OBJECT_IOU
+        )
+        odd = int((same & others_odd[sl]).sum())
+        out[i] = int(same.sum()) - odd >= max(odd, 1)
+    return out
