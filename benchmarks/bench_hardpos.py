@@ -89,11 +89,11 @@ def make_case(path: Path, n: int, rng: np.random.Generator, k: int, clean: bool 
                     else:
                         rows.append((t, *(truth[t, i] + j), float(rng.uniform(low, 0.97))))
                 pos[i] += vel[i]
-            if blinker is not None and rng.random() < 0.5:
-                if iou_matrix(np.array([blinker]), truth[t]).max() == 0:
-                    score = float(rng.uniform(0.55, 0.85))
-                    rows.append((t, *blinker, score))
-                    false_boxes.append((t, *blinker, score))
+            blinks = blinker is not None and rng.random() < 0.5
+            if blinks and iou_matrix(np.array([blinker]), truth[t]).max() == 0:
+                score = float(rng.uniform(0.55, 0.85))
+                rows.append((t, *blinker, score))
+                false_boxes.append((t, *blinker, score))
             if rng.random() < 0.04:
                 fw, fh = int(rng.integers(45, 70)), int(rng.integers(60, 100))
                 fx, fy = rng.uniform(55, W - 55 - fw), rng.uniform(55, H - 55 - fh)
@@ -164,8 +164,10 @@ def evaluate(args: argparse.Namespace, preset: str, cases: list) -> None:
     print(f"  hard positives: expected {hp_expected}, found {hp_found}, correct {hp_tp}: "
           f"precision {ratio(hp_tp, hp_found):.3f} (target >= 0.9), "
           f"recall {ratio(hp_tp, hp_expected):.3f} (target >= 0.8)")  # fmt: skip
-    print(f"  hard negatives: expected {hn_expected}, found {hn_found}, correct {hn_tp}: "
-          f"precision {ratio(hn_tp, hn_found):.3f}, recall {ratio(hn_tp, hn_expected):.3f}")
+    print(
+        f"  hard negatives: expected {hn_expected}, found {hn_found}, correct {hn_tp}: "
+        f"precision {ratio(hn_tp, hn_found):.3f}, recall {ratio(hn_tp, hn_expected):.3f}"
+    )
 
 
 def main() -> None:
