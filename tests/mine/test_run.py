@@ -28,6 +28,7 @@ from flickermine.mine import (
     mine_many,
     mine_video,
 )
+from flickermine.mine.params import DEFAULT_PRESET
 from flickermine.structures import VideoDetections
 from flickermine.video import VideoReader
 
@@ -81,7 +82,7 @@ def test_verdicts_record_every_valid_detection_with_reason(scene, tmp_path):
     summary = json.loads((tmp_path / "out" / "walk.json").read_text())
     recorded = dict(summary["params"])
     assert recorded.pop("hard_positives") is None
-    assert recorded == MinerParams().to_dict()
+    assert recorded == MinerParams.preset(DEFAULT_PRESET).to_dict()  # the default preset
 
 
 @pytest.mark.parametrize("decoder", ["process", "thread"])

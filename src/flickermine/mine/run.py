@@ -34,7 +34,7 @@ from flickermine.mine.outputs import (
     output_paths,
     partial_paths,
 )
-from flickermine.mine.params import HardPositiveParams, MinerParams
+from flickermine.mine.params import DEFAULT_PRESET, HardPositiveParams, MinerParams
 from flickermine.paths import check_disjoint, safe_component
 from flickermine.structures import VideoDetections
 from flickermine.video import Frame, VideoReader, is_video_file, prefetch
@@ -236,7 +236,7 @@ def mine_video(
         video: the video file.
         detections: its detection file (native ``.parquet`` or legacy ``.txt``) or detections.
         out_dir: output folder (created if needed).
-        params: miner parameters (defaults: the seed's).
+        params: miner parameters (default: the default preset, :data:`DEFAULT_PRESET`).
         overwrite: replace this video's outputs from an earlier run.
         partial: accept detections covering only the first frames of the video.
         hard_positives: also mine missed detections with these parameters (SPEC §4).
@@ -250,7 +250,7 @@ def mine_video(
     Returns:
         The summary written to ``out_dir/<stem>.json``: counts, timing, parameters, paths.
     """
-    params = params or MinerParams()
+    params = params or MinerParams.preset(DEFAULT_PRESET)
     if decoder not in DECODERS:
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     start = time.perf_counter()
@@ -521,7 +521,7 @@ def mine_many(
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
-    params = params or MinerParams()
+    params = params or MinerParams.preset(DEFAULT_PRESET)
     out = Path(out_dir)
     check_outputs(jobs, out)
     outcomes: list[JobOutcome] = []
