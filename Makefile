@@ -31,6 +31,7 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_mine.py
 	$(BIN)/python benchmarks/bench_hardpos.py
+	$(BIN)/python benchmarks/bench_real.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_detect.py --frames 100
 	$(BIN)/python benchmarks/bench_train.py

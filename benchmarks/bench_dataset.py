@@ -1,4 +1,4 @@
-"""Benchmark of ``flickermine dataset merge`` (issue #4).
+"""Benchmark of ``flickermine dataset merge``.
 
 Builds (once, cached in ``_data/``) a synthetic COCO file the size of COCO train2017 — 118,287
 images, 860,001 annotations with polygon segmentations — and a mining output holding 5,000 mined

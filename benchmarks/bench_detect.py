@@ -1,4 +1,4 @@
-"""Throughput of ``flickermine detect`` against a naive loop (issue #3).
+"""Throughput of ``flickermine detect`` against a naive loop.
 
 Same video (the bundled 768x576 clip, first ``--frames`` frames), same model (Faster R-CNN
 MobileNetV3-Large 320 FPN, randomly initialised: speed does not depend on the weights):

@@ -1,4 +1,4 @@
-"""Benchmark of ``flickermine mine`` (issue #2).
+"""Benchmark of ``flickermine mine``.
 
 Prints, on a synthetic 768x576 video of >= 795 frames with >= 5 detections per frame:
 

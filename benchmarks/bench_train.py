@@ -1,4 +1,4 @@
-"""Training and evaluation speed (issue #5).
+"""Training and evaluation speed.
 
 For the default model (Faster R-CNN ResNet-50 FPN v2) and the MobileNetV3-Large FPN variant,
 at the default scale (600 px short side, 1000 max), from untrained weights (speed does not

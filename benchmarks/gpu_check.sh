@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# GPU figures for the detect (issue #3) and train/evaluate benchmarks, in one call of a session
-# that is lent a device machine. See "GPU runs" in benchmarks/README.md for the preparation
-# (the wheels the device image lacks, in .whl/) and the call:
-#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=480)
+# GPU figures for the detect and train/evaluate benchmarks, in one run on a GPU machine.
+# See "GPU runs" in benchmarks/README.md for the wheels a machine without PyAV, orjson or the
+# COCO evaluators needs beside the repository (in .whl/).
 # Each step has its own time limit, so one slow step cannot take the others' figures with it;
 # every output lands in $OUT. DEVICE=cpu FRAMES=10 ITERATIONS=1 tries the script anywhere.
 set -uo pipefail
