@@ -20,12 +20,13 @@ from flickermine.cli import (
     evaluate,
     fetch,
     mine,
+    run,
     train,
 )
 from flickermine.cli._common import Terminated, on_sigterm, quiet_output, sigterm_seen
 from flickermine.errors import FlickermineError
 
-COMMANDS = (fetch, detect, mine, audit, convert, dataset, train, evaluate, demo)
+COMMANDS = (fetch, detect, mine, audit, convert, dataset, train, evaluate, run, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
