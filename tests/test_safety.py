@@ -648,3 +648,26 @@ def test_coco_file_names_must_stay_inside_the_image_folder(tmp_path, name):
     with pytest.raises(CocoError, match="gt.json: image 3: file_name .* is not a path inside"):
         image_file(tmp_path, {"id": 3, "file_name": name}, "gt.json")
     assert image_file(tmp_path, {"id": 3, "file_name": "val/a.jpg"}, "gt.json").name == "a.jpg"
+
+
+def test_merge_into_a_file_without_categories_says_so(tmp_path, capsys):
+    from flickermine.mine import mine_video
+
+    video, dets = _scene(tmp_path)
+    mine_video(video, dets, tmp_path / "mined")
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"images": [], "annotations": [], "categories": []}')
+    argv = [
+        "dataset",
+        "merge",
+        str(empty),
+        str(tmp_path / "mined"),
+        "--images",
+        str(tmp_path / "img"),
+        "--category",
+        "person",
+        "--out",
+        str(tmp_path / "o.json"),
+    ]
+    assert main(argv) == 2
+    assert 'declares no categories; add {"id": 1, "name": "person"}' in capsys.readouterr().err

@@ -116,3 +116,34 @@ def test_a_fraction_of_one_is_every_image_and_a_count_of_one_is_one(coco, tmp_pa
     assert len(load_coco(tmp_path / "a" / "train.json")["images"]) == total
     assert main([*argv, str(tmp_path / "b"), "--split", "val=0,train=1"]) == 0
     assert len(load_coco(tmp_path / "b" / "train.json")["images"]) == 1
+
+
+def test_frames_dataset_from_a_video_and_mot_ground_truth(tmp_path):
+    import json
+
+    from flickermine.cli.main import main
+    from flickermine.dataset import load_coco
+
+    from factories import Sprite, render_frames, texture, write_video
+
+    n = 12
+    a = Sprite(texture(3, 40, 24), {t: (20 + t, 40) for t in range(n)})
+    video = write_video(tmp_path / "walk.mp4", render_frames(n, 160, 120, [a]))
+    gt = tmp_path / "gt.txt"
+    gt.write_text("".join(f"{t + 1},1,{20 + t},40,24,40,{int(t != 4)}\n" for t in range(n)))
+    out = tmp_path / "ds"
+    assert main(["dataset", "frames", str(video), "--out", str(out), "--frames", "2:10:2",
+                 "--gt", str(gt), "-q"]) == 0  # fmt: skip
+    coco = load_coco(out / "annotations.json")
+    assert [(i["frame"], i["video"]) for i in coco["images"]] == [
+        (3, "walk.mp4"),
+        (5, "walk.mp4"),
+        (7, "walk.mp4"),
+        (9, "walk.mp4"),
+    ]
+    assert all((out / "images" / i["file_name"]).is_file() for i in coco["images"])
+    by_frame = {i["frame"]: i["id"] for i in coco["images"]}
+    ann5 = [a for a in coco["annotations"] if a["image_id"] == by_frame[5]]
+    assert ann5[0]["bbox"] == [24, 40, 24, 40] and ann5[0]["iscrowd"] == 1  # consider = 0
+    assert main(["dataset", "frames", str(video), "--out", str(out), "-q"]) == 2
+    assert json.loads((out / "annotations.json").read_text())["images"][0]["frame"] == 3

@@ -216,3 +216,22 @@ def test_torchrun_with_two_cpu_processes(shapes, tmp_path):
         assert [r["iteration"] for r in csv.DictReader(fh)] == ["2", "4"]
     # Both processes trained: the gradients were averaged, so one set of weights was written.
     assert torch.load(run / "final.pt", weights_only=False)["iteration"] == 4
+
+
+def test_train_into_a_used_folder_needs_resume_or_overwrite(tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = tmp_path / "shapes"
+    ann = make_shapes_dataset(root, 6)
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "notes.txt").write_text("mine")
+    argv = ["train", str(ann), "--images", str(root / "images"), "--out", str(run), "--category",
+            "disc", "--model", "fasterrcnn_tiny", "--weights", "none", "--iterations", "1",
+            "--batch-size", "2", "--min-size", "64", "--max-size", "64", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    with (run / "log.csv").open() as fh:
+        assert [r["iteration"] for r in csv.DictReader(fh)] == ["1"]  # not appended to
+    assert (run / "notes.txt").read_text() == "mine" and (run / "training.png").is_file()

@@ -48,7 +48,10 @@ def add_parser(sub: Any) -> None:
     e = dsub.add_parser("export", help="mined frames as a standalone COCO dataset for review")
     e.add_argument("mined", nargs="+", help="mining output folders, summaries or seed .txt files")
     e.add_argument("--out", required=True, help="dataset folder (images/ + annotations.json)")
-    e.add_argument("--category", default="object", help="category name (default: object)")
+    e.add_argument(
+        "--category",
+        help="category name (default: the one the detection files record, else object)",
+    )
     e.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
     e.add_argument("--overwrite", action="store_true", help="replace an existing annotations.json")
     add_quiet_argument(e)
@@ -71,6 +74,21 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_quiet_argument(s)
     s.set_defaults(run=run_subset)
+
+    f = dsub.add_parser(
+        "frames", help="a COCO dataset of video frames, labelled from ground truth or detections"
+    )
+    f.add_argument("video", help="the video")
+    f.add_argument("--out", required=True, help="dataset folder (images/ + annotations.json)")
+    f.add_argument("--frames", help="START:STOP[:STEP], 0-based, STOP excluded (default: all)")
+    f.add_argument("--gt", help="labels: MOTChallenge gt.txt of the video")
+    f.add_argument("--detections", help="or pseudo-labels: a detection file of the video")
+    f.add_argument("--score-threshold", type=float, default=0.5,
+                   help="with --detections: boxes scoring at least this (default 0.5)")  # fmt: skip
+    f.add_argument("--category", default="person", help="category name (default: person)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    add_quiet_argument(f)
+    f.set_defaults(run=run_frames)
 
     t = dsub.add_parser("stats", help="images, annotations, box sizes, mined vs original")
     t.add_argument("annotations", help="COCO JSON")
@@ -104,13 +122,31 @@ def run_export(args: argparse.Namespace) -> int:
     if target.exists() and not args.overwrite:
         raise CocoError(f"{target}: exists; pass --overwrite to replace it")
     frames = [f for m in args.mined for f in read_mined(m)]
-    coco, report = export_mined(frames, out, args.category, link=args.link)
+    category = args.category or _recorded_category(frames) or "object"
+    coco, report = export_mined(frames, out, category, link=args.link)
     save_coco(coco, target)
     print(
         f"exported {report.images_added} frames, {report.annotations_added} boxes to {target} "
         f"(images in {out / 'images'})"
     )
     return 0
+
+
+def _recorded_category(frames: list[Any]) -> str | None:
+    """The category the detection files behind mined frames record (HOG's is person)."""
+    import contextlib
+
+    from flickermine.errors import FlickermineError
+    from flickermine.io import read_native_meta
+
+    for source in dict.fromkeys(f.source for f in frames if f.source.endswith(".json")):
+        with contextlib.suppress(OSError, ValueError, FlickermineError):
+            dets = json.loads(Path(source).read_text()).get("detections", "")
+            if str(dets).endswith(".parquet"):
+                category = read_native_meta(dets).get("category")
+                if isinstance(category, str) and category:
+                    return category
+    return None
 
 
 def run_subset(args: argparse.Namespace) -> int:
@@ -149,4 +185,22 @@ def run_stats(args: argparse.Namespace) -> int:
     )
     for name, n in list(stats["per_category"].items())[:20]:
         print(f"    {name:<24} {n:>9}")
+    return 0
+
+
+def run_frames(args: argparse.Namespace) -> int:
+    from flickermine.dataset.frames import frames_dataset, parse_range
+    from flickermine.video import VideoReader
+
+    out = Path(args.out)
+    target = out / "annotations.json"
+    if target.exists() and not args.overwrite:
+        raise CocoError(f"{target}: exists; pass --overwrite to replace it")
+    reader = VideoReader(args.video)
+    frames = parse_range(args.frames, reader.num_frames, "--frames")
+    coco = frames_dataset(args.video, out, frames, category=args.category, gt=args.gt,
+                          detections=args.detections,
+                          score_threshold=args.score_threshold)  # fmt: skip
+    save_coco(coco, target)
+    print(f"{len(coco['images'])} frames, {len(coco['annotations'])} boxes: {target}")
     return 0

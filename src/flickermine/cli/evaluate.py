@@ -102,6 +102,7 @@ def run_compare(args: argparse.Namespace) -> int:
         gt, _detections(args.a, gt, args, cid), _detections(args.b, gt, args, cid), args.images,
         args.out, cid, score_threshold=args.score_threshold, max_pairs=args.max_pairs,
         source=args.gt, overwrite=args.overwrite,
+        sources={"A (baseline)": args.a, "B (candidate)": args.b, "ground truth": args.gt},
     )  # fmt: skip
     a, b = result["A"], result["B"]
     fp = result["false_positives_per_image"]

@@ -10,6 +10,7 @@ from typing import Any
 from flickermine.cli._common import add_quiet_argument, progress_bar, raise_if_terminated
 from flickermine.errors import ConfigError
 from flickermine.train import TrainConfig, load_config, train
+from flickermine.train.loop import remove_run
 
 _FLAGS: dict[str, tuple[type, str]] = {
     "category": (str, "category name or id (default: the file's only category)"),
@@ -56,6 +57,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="run folder (checkpoints, log.csv, training.png, config.yaml)")
     p.add_argument("--config", help="YAML file of options (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="start again in a run folder that holds a run (its files are replaced)",
+    )  # fmt: skip
     p.add_argument("--no-hflip", dest="hflip", action="store_false", default=None,
                    help="no horizontal flip augmentation")  # fmt: skip
     for name, (kind, text) in _FLAGS.items():
@@ -74,8 +79,15 @@ def run(args: argparse.Namespace) -> int:
     if config.weights in ("none", "None", ""):
         config.weights = None
     out = Path(config.out)
-    if (out / "last.pt").exists() and not args.resume:
-        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite: give one of them")
+    if (out / "last.pt").exists() and not (args.resume or args.overwrite):
+        raise ConfigError(
+            f"{out}: holds a run already; pass --resume to continue it or --overwrite to start "
+            "again"
+        )
+    if args.overwrite:
+        remove_run(out)
     with progress_bar(config.iterations, "train", unit="it") as bar:
         if args.resume:
             bar.update(0)

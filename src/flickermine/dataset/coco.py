@@ -242,5 +242,11 @@ def find_category(coco: Coco, category: str | int, source: str = "annotations") 
     for cat in cats:
         if str(cat.get("id")) == text or cat.get("name") == text:
             return dict(cat)
+    if not cats:
+        raise CocoError(
+            f"{source}: no category {category!r}: the file declares no categories; add "
+            f'{{"id": 1, "name": "{category}"}} to its "categories"'
+        )
     names = ", ".join(f"{c.get('id')}:{c.get('name')}" for c in cats[:20])
-    raise CocoError(f"{source}: no category {category!r}; it has {names}")
+    more = f" and {len(cats) - 20} more" if len(cats) > 20 else ""
+    raise CocoError(f"{source}: no category {category!r}; it has {names}{more}")

@@ -74,9 +74,12 @@ def compare(
     max_pairs: int = 50,
     source: str = "ground truth",
     overwrite: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/compare.json``, ``out_dir/README.md`` and before/after pictures in
-    ``out_dir/pairs/``; returns the comparison.
+    ``out_dir/pairs/``, and the precision–recall curves of both at IoU 0.5 in
+    ``out_dir/pr.png``; returns the comparison. ``sources`` (what ``A``, ``B`` and the ground
+    truth are: checkpoint or results files) is recorded with it.
 
     Raises:
         OutputExistsError: ``out_dir`` is not empty and ``overwrite`` is not set (with it,
@@ -105,6 +108,7 @@ def compare(
     remove_own_files(out / "pairs", _OWN_PAIR)
     pairs = _draw_pairs(gt, dets_a, dets_b, fa, fb, cid, score_threshold, images_dir,
                         out / "pairs", changed[:max_pairs], source)  # fmt: skip
+    curves = {names[0]: _pr_curve(gt, dets_a, cid), names[1]: _pr_curve(gt, dets_b, cid)}
     result = {
         "category": ma.category, "category_id": cid, "score_threshold": score_threshold,
         names[0]: ma.to_dict(), names[1]: mb.to_dict(),
@@ -113,7 +117,9 @@ def compare(
                                       names[1]: sum(map(len, fb.values())) / n},
         "images_false_positive_removed": removed, "images_false_positive_added": added,
         "pairs": pairs,
+        "sources": sources or {}, "pr_curves": curves,
     }  # fmt: skip
+    _plot_pr(curves, out / "pr.png")
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2, default=str) + "\n")
     atomic_write_text(out / "README.md", _markdown(result, names))
     return result
@@ -163,6 +169,63 @@ def _draw_pairs(
     return pairs
 
 
+def _pr_curve(gt: Coco, dets: list[dict[str, Any]], cid: Any) -> dict[str, list[float]]:
+    """Precision and recall at IoU 0.5 as the score threshold falls (greedy matching by score,
+    each annotation once; crowd regions neither count nor are missed), thinned to <= 200
+    points."""
+    boxes: dict[Any, list[list[float]]] = {img["id"]: [] for img in gt["images"]}
+    for a in gt["annotations"]:
+        if a["category_id"] == cid and not a.get("iscrowd", 0) and a["image_id"] in boxes:
+            boxes[a["image_id"]].append(a["bbox"])
+    total = sum(map(len, boxes.values()))
+    ranked = sorted((d for d in dets if d["category_id"] == cid and d["image_id"] in boxes),
+                    key=lambda d: -d["score"])  # fmt: skip
+    used = {i: np.zeros(len(b), bool) for i, b in boxes.items()}
+    xyxy = {i: xywh_to_xyxy(np.array(b, float).reshape(-1, 4)) for i, b in boxes.items()}
+    tp = fp = 0
+    precision, recall = [], []
+    for d in ranked:
+        g = xyxy[d["image_id"]]
+        ious = np.zeros(0)
+        if len(g):
+            ious = iou_matrix(xywh_to_xyxy(np.array([d["bbox"]], float)), g)[0]
+            ious = np.where(used[d["image_id"]], -1.0, ious)
+        if len(ious) and ious.max() >= 0.5:
+            used[d["image_id"]][int(np.argmax(ious))] = True
+            tp += 1
+        else:
+            fp += 1
+        precision.append(tp / (tp + fp))
+        recall.append(tp / total if total else 0.0)
+    step = max(1, len(precision) // 200)
+    return {"precision": precision[::step], "recall": recall[::step]}
+
+
+def _plot_pr(curves: dict[str, dict[str, list[float]]], png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from flickermine._atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], label=name)
+    ax.set_xlabel("recall (IoU 0.5)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 def _markdown(r: dict[str, Any], names: tuple[str, str]) -> str:
     a, b = r[names[0]], r[names[1]]
     rows = "\n".join(
@@ -177,6 +240,10 @@ def _markdown(r: dict[str, Any], names: tuple[str, str]) -> str:
     )
     return (
         f"# {names[0]} vs {names[1]}: {r['category']}\n\n"
+        + "".join(f"- {k}: `{v}`\n" for k, v in r["sources"].items())
+        + ("\n" if r["sources"] else "")
+        + "Precision–recall at IoU 0.5: ![](pr.png)\n\n"
+        "COCO metrics in percent (`compare.json` holds them as fractions):\n\n"
         f"| metric | {names[0]} | {names[1]} | delta |\n"
         f"|---|---|---|---|\n{rows}\n\nFalse positives per image at score ≥ "
         f"{r['score_threshold']}: {fp[names[0]]:.3f} → {fp[names[1]]:.3f}.\n\n"

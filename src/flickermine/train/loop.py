@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from flickermine.models import (
     resolve_device,
     save_checkpoint,
 )
+from flickermine.paths import remove_own_files
 from flickermine.train.config import TrainConfig, save_config
 from flickermine.train.data import CocoTrainSet
 from flickermine.video import prefetch
@@ -243,6 +245,18 @@ def train(
             "iterations": iteration + 1, "history": history}  # fmt: skip
 
 
+#: The files a training run writes into its folder (and their temporary names).
+_OWN_FILES = re.compile(
+    r"\.?(last\.pt|best\.pt|final\.pt|log\.csv|training\.png|config\.yaml)(\..*\.tmp)?"
+)
+
+
+def remove_run(out: Path) -> None:
+    """Delete what a training run wrote into ``out`` (its checkpoints, log, plot and config;
+    nothing else)."""
+    remove_own_files(Path(out), _OWN_FILES)
+
+
 def _log_row(
     iteration: int, lr: float, window: list[dict[str, float]], seconds: float
 ) -> dict[str, Any]:
@@ -332,7 +346,8 @@ def _plot(log: Path, png: Path) -> None:
     its = [int(r["iteration"]) for r in rows if r["loss"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for key in ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"):
-        ax.plot(its, [float(r[key]) for r in rows if r["loss"]], label=key)
+        # Markers too: a run with a single log row would otherwise draw nothing.
+        ax.plot(its, [float(r[key]) for r in rows if r["loss"]], ".-", label=key)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
@@ -340,8 +355,8 @@ def _plot(log: Path, png: Path) -> None:
     val = [(int(r["iteration"]), float(r["val_ap"])) for r in rows if r.get("val_ap")]
     if val:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*val, strict=True), "k.-", label="val AP")
-        ax2.set_ylabel("validation AP")
+        ax2.plot(*zip(*val, strict=True), "ko-", label="val AP")
+        ax2.set_ylabel("validation AP (fraction)")
         ax2.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     with atomic_path(png) as tmp:
