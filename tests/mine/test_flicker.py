@@ -1,4 +1,5 @@
-"""Named scenarios for every rule of the flicker miner (SPEC §3), on real encoded videos."""
+"""Named scenarios for every rule of the flicker miner (docs/method.md §3), on real encoded
+videos."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Named scenarios for the hard-positive miner (SPEC §4), on real encoded videos."""
+"""Named scenarios for the hard-positive miner (docs/method.md §4), on real encoded videos."""
 
 from __future__ import annotations
 

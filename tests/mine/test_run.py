@@ -75,6 +75,8 @@ def test_verdicts_record_every_valid_detection_with_reason(scene, tmp_path):
     assert len(t) == N - 10 + 1  # one object in frames 5..14, plus the flicker
     hn = [r for r in t if r["verdict"] == "hard_negative"]
     assert len(hn) == 1 and hn[0]["frame"] == 9 and hn[0]["det"] == 1
+    # frame10.jpg (1-based, as pictures are named) is the row with frame_number 10.
+    assert all(r["frame_number"] == r["frame"] + 1 for r in t) and hn[0]["frame_number"] == 10
     assert hn[0]["reason"].startswith("hard negative") and hn[0]["before"] == "none"
     assert {r["reason"] for r in t if r["verdict"] == "pseudo_positive"} == {
         "supported at t-1 by overlap"

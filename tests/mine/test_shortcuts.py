@@ -29,7 +29,7 @@ from factories import Sprite, detections, render_frames, texture
 
 
 def plain_probe(gray_t, gray_u, box, neighbours, params):
-    """SPEC §3 step 3 without shortcuts."""
+    """docs/method.md §3 step 3 without shortcuts."""
     best, tracked = match_template(gray_t, gray_u, box, params.search_margin)
     if best < params.similarity_threshold:
         return Support.APPEARANCE
@@ -108,7 +108,7 @@ def test_bounded_search_decides_only_when_the_best_match_is_clear_of_neighbours(
 
 
 def plain_verdicts(grays, dets, params, width, height):
-    """SPEC §3 read literally: every non-empty neighbour gets a full template search.
+    """docs/method.md §3 read literally: every non-empty neighbour gets a full template search.
 
     Returns, per ``(frame, valid box)``: not a candidate (``None``), or where the walk stopped
     in each direction (signed frame offset, ``None`` when unsupported, ``"-"`` when the other

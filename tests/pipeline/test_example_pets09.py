@@ -37,3 +37,22 @@ def test_pets09_example_smoke(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert {e["arm"] for e in summary["table"]} == {a["name"] for a in cfg["arms"]}
     assert (tmp_path / "run" / "summary.md").is_file()
+
+
+def test_coco_dog_config_is_valid_but_for_its_data(tmp_path):
+    from flickermine.pipeline import load_run_config
+
+    cfg = yaml.safe_load((EXAMPLE.parents[1] / "coco-dog" / "config.yaml").read_text())
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "videos").mkdir()
+    cfg["data"] = {
+        "labelled": {"annotations": "a.json", "images": "images"},
+        "unlabelled": {"videos": "videos"},
+        "test": {"annotations": "a.json", "images": "images"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    config = load_run_config(path)
+    assert [a.name for a in config.arms] == ["control", "hn-seed", "hn-recall", "hp-recall"]
+    assert config.finetune["lr_schedule"] == "1e-4:15000,1e-5:22000"

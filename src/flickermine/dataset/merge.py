@@ -1,4 +1,5 @@
-"""Adding mined frames to a COCO file (SPEC §5) and exporting them as a dataset of their own."""
+"""Adding mined frames to a COCO file (docs/method.md §5) and exporting them as a dataset of
+their own."""
 
 from __future__ import annotations
 

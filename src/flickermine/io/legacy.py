@@ -1,4 +1,4 @@
-"""The seed's text format (SPEC §2.1), read and written exactly.
+"""The seed's text format (docs/method.md §2.1), read and written exactly.
 
 Per frame, in order::
 

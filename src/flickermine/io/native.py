@@ -1,4 +1,5 @@
-"""Native detection files (SPEC §2.2): Parquet (zstd), one row per box, metadata in the footer.
+"""Native detection files (docs/method.md §2.2): Parquet (zstd), one row per box, metadata
+in the footer.
 
 Columns: ``frame`` (int32, 0-based), ``x1 y1 x2 y2 score`` (float32), ``label`` (int32 category
 id, or a category name when written by other tools). Frames without boxes have no rows; the frame

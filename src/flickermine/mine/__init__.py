@@ -1,4 +1,4 @@
-"""Mining hard examples from detections on video (SPEC §3–4)."""
+"""Mining hard examples from detections on video (docs/method.md §3–4)."""
 
 from __future__ import annotations
 

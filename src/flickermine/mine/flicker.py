@@ -1,4 +1,4 @@
-"""The flicker miner (SPEC §3): detections without temporal support are hard negatives.
+"""The flicker miner (docs/method.md §3): detections without temporal support are hard negatives.
 
 The video is read once, forward, keeping only ``2 * window + 1`` frames (``2 * max(window,
 max_gap) + 1`` when hard positives are mined too, see :mod:`.hardpos`). Frame ``t`` is judged
@@ -280,7 +280,7 @@ def probe_neighbour(
     neighbours: npt.NDArray[np.floating],
     params: MinerParams,
 ) -> Support | None:
-    """Steps 3a–3b of SPEC §3 for one candidate and one non-empty neighbour frame.
+    """Steps 3a–3b of docs/method.md §3 for one candidate and one non-empty neighbour frame.
 
     Returns :attr:`Support.APPEARANCE`, :attr:`Support.OVERLAP`, or ``None`` (go on outward).
 
@@ -349,7 +349,8 @@ def _max_iou_with_frames(
 
 @dataclass(frozen=True)
 class PixelFreeSupport:
-    """What SPEC §3 decides for every valid detection of a video without looking at pixels.
+    """What docs/method.md §3 decides for every valid detection of a video without looking at
+    pixels.
 
     Walking outward, empty neighbours are skipped, and the first non-empty one supports a
     candidate when one of its boxes overlaps the candidate's own box: no template match is

@@ -1,4 +1,4 @@
-"""Hard positives (SPEC §4): frames where a persisting object was missed by the detector.
+"""Hard positives (docs/method.md §4): frames where a persisting object was missed by the detector.
 
 Planning uses the detection table only (:func:`plan_gaps`): valid detections are chained into
 tracks frame to frame; a track that ends and a track that starts at most ``max_gap`` frames

@@ -7,7 +7,8 @@ In the output folder ``DIR``, for a video with stem ``S``:
   (1 = pseudo-positive or hard positive, 0 = hard negative);
 * ``DIR/frames/S/frame<n>.jpg`` — those frames, untouched;
 * ``DIR/visualizations/S/frame<n>.jpg`` — the same frames with verdicts drawn;
-* ``DIR/S.verdicts.parquet`` — one row per valid detection of every examined frame: its box,
+* ``DIR/S.verdicts.parquet`` — one row per valid detection of every examined frame (``frame``
+  0-based, ``frame_number`` 1-based as in the picture names): its box,
   score, verdict and the reason; plus one row per hard positive (``det = -1``, verdict
   ``hard_positive``, with its gap length, support on each side and similarity);
 * ``DIR/S.json`` — parameters and counts, written last: its presence marks the video as done.
@@ -222,6 +223,7 @@ class VideoResultWriter:
         self._schema = pa.schema(
             [
                 ("frame", pa.int32()),
+                ("frame_number", pa.int32()),
                 ("det", pa.int32()),
                 ("x1", pa.float32()),
                 ("y1", pa.float32()),
@@ -341,6 +343,7 @@ class VideoResultWriter:
         table = pa.table(
             {
                 "frame": frame,
+                "frame_number": frame + 1,
                 "det": np.concatenate([r.det_index for r in rows]).astype(np.int32),
                 "x1": xyxy[:, 0],
                 "y1": xyxy[:, 1],
@@ -372,6 +375,7 @@ class VideoResultWriter:
         return pa.table(
             {
                 "frame": [hp.t for hp in hps],
+                "frame_number": [hp.t + 1 for hp in hps],
                 "det": [-1] * len(hps),
                 "x1": box[:, 0],
                 "y1": box[:, 1],

@@ -28,7 +28,7 @@ MAX_SPAN = 250
 
 @dataclass(frozen=True)
 class MinerParams:
-    """Parameters of the flicker (hard-negative) miner, SPEC §3. Defaults are the seed's.
+    """Parameters of the flicker (hard-negative) miner, docs/method.md §3. Defaults are the seed's.
 
     Attributes:
         score_threshold: detections scoring below it are ignored everywhere, as candidates and as
@@ -193,7 +193,7 @@ def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HardPositiveParams:
-    """Parameters of the hard-positive (missed detection) miner, SPEC §4.
+    """Parameters of the hard-positive (missed detection) miner, docs/method.md §4.
 
     A *track* is a run of valid detections in consecutive frames, each overlapping the previous
     one with IoU >= ``link_iou``. A track that ends, followed within ``max_gap`` frames by a track

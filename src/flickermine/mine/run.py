@@ -239,7 +239,7 @@ def mine_video(
         params: miner parameters (default: the default preset, :data:`DEFAULT_PRESET`).
         overwrite: replace this video's outputs from an earlier run.
         partial: accept detections covering only the first frames of the video.
-        hard_positives: also mine missed detections with these parameters (SPEC §4).
+        hard_positives: also mine missed detections with these parameters (docs/method.md §4).
         progress: called with the number of frames decoded since the last call.
         decoder: ``"process"`` decodes in a child process that hands over only the images the
             miner reads (:mod:`flickermine.decoding`), in parallel with the judging;

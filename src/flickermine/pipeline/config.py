@@ -111,8 +111,8 @@ def _frames(value: Any, key: str) -> str | None:
     return value
 
 
-def _train_options(section: Any, key: str) -> dict[str, Any]:
-    opts = _mapping(section, key, TRAIN_KEYS)
+def _train_options(section: Any, key: str, extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    opts = _mapping(section, key, TRAIN_KEYS | extra)
     try:
         TrainConfig(**opts)
     except ConfigError as exc:
@@ -234,7 +234,8 @@ def _check(raw: Any, base: Path, out: str | Path | None, source: str) -> RunConf
     if "weights" in start:
         start["weights"] = _existing(base, start["weights"], "start.weights")
     else:
-        start["train"] = _train_options(start["train"], "start.train")
+        # The starting model may begin from published weights (weights: DEFAULT, imagenet).
+        start["train"] = _train_options(start["train"], "start.train", frozenset({"weights"}))
     start["seed"] = int(start.get("seed", 0))
     detect = _mapping(cfg.get("detect"), "detect", DETECT_KEYS)
     base_mine = mine_options(cfg.get("mine"), "mine")

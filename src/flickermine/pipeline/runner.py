@@ -259,9 +259,11 @@ def _train(
 ) -> None:
     from flickermine.train import TrainConfig, train
 
+    options = dict(options)
+    start_weights = options.pop("weights", None)  # only the starting model's may say
+    chosen = str(weights) if weights else start_weights
     config = TrainConfig(train=str(data[0]), images=str(data[1]), out=str(folder),
-                         category=category, weights=str(weights) if weights else None,
-                         seed=seed, **options)  # fmt: skip
+                         category=category, weights=chosen, seed=seed, **options)  # fmt: skip
     train(config, resume=(folder / "last.pt").exists())
 
 

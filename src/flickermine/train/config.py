@@ -19,7 +19,7 @@ class TrainConfig:
 
     The learning rate follows ``lr_schedule`` when given — ``"LR:UNTIL,LR:UNTIL,..."``, each
     rate used until that iteration, the last one ending the run — else ``lr`` multiplied by
-    ``gamma`` every ``step_size`` iterations (SPEC §6). The seed's schedules:
+    ``gamma`` every ``step_size`` iterations (docs/method.md §6). The seed's schedules:
 
     * Dog baseline: ``lr_schedule: "1e-3:10000,1e-4:20000,1e-5:29000"``
     * Dog with hard negatives: ``lr_schedule: "1e-4:15000,1e-5:22000"``
