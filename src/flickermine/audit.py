@@ -38,15 +38,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flickermine.errors import ConfigError, FlickermineError
+from flickermine.errors import AuditError, ConfigError
 from flickermine.structures import iou_matrix
 
 #: IoU at which a box counts as the annotated object.
 MATCH_IOU = 0.5
-
-
-class AuditError(FlickermineError, ValueError):
-    """Ground truth or mining output that cannot be audited (names file and line)."""
 
 
 @dataclass

@@ -180,7 +180,7 @@ def _child(
                 return
             late.settle(needs.any())
             rest = _raising(failed) if failed is not None else stream
-            frames: Iterator[Frame] = itertools.chain(_drain(ahead), rest)
+            frames: Iterator[Frame] = itertools.chain(_pop_each(ahead), rest)
         else:
             frames = reader.frames(threads=False, wanted=needs.any())
         for frame in frames:
@@ -237,7 +237,7 @@ def _child(
         data.close()
 
 
-def _drain(frames: deque[Frame]) -> Iterator[Frame]:
+def _pop_each(frames: deque[Frame]) -> Iterator[Frame]:
     """Yield and forget the frames held (their images are freed as they go)."""
     while frames:
         yield frames.popleft()

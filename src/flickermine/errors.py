@@ -25,3 +25,19 @@ class OutputExistsError(FlickermineError):
 
 class ConfigError(FlickermineError, ValueError):
     """Invalid parameters or inconsistent inputs."""
+
+
+class DetectError(FlickermineError):
+    """A detector that cannot be built or that returns something unusable."""
+
+
+class CocoError(FlickermineError, ValueError):
+    """An invalid COCO file or a request that does not fit it."""
+
+
+class ModelError(FlickermineError):
+    """A model or checkpoint that cannot be built or loaded."""
+
+
+class AuditError(FlickermineError, ValueError):
+    """Ground truth or mining output that cannot be audited (names file and line)."""

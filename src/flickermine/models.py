@@ -16,7 +16,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from flickermine.errors import ConfigError, FlickermineError
+from flickermine.errors import ConfigError, ModelError
 
 CHECKPOINT_FORMAT = "flickermine-checkpoint"
 DEFAULT_MODEL = "fasterrcnn_resnet50_fpn_v2"
@@ -34,10 +34,6 @@ DETECTION_MODELS = (
     "ssd300_vgg16",
     "ssdlite320_mobilenet_v3_large",
 )
-
-
-class ModelError(FlickermineError):
-    """A model or checkpoint that cannot be built or loaded."""
 
 
 def require_torch() -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_path
-from flickermine.errors import ConfigError, FlickermineError
+from flickermine.errors import CocoError, ConfigError
 from flickermine.paths import inside
 
 try:  # orjson is several times faster on files the size of COCO train2017
@@ -28,10 +28,6 @@ except ImportError:  # pragma: no cover - orjson is a dependency; stay usable wi
 
 Coco = dict[str, Any]
 _LONG_DIGITS = re.compile(rb"\d{20}")
-
-
-class CocoError(FlickermineError, ValueError):
-    """An invalid COCO file or a request that does not fit it."""
 
 
 def load_coco(path: str | os.PathLike[str]) -> Coco:

@@ -7,13 +7,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from flickermine.errors import FlickermineError
+from flickermine.errors import DetectError
 
 FrameDetections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
-
-
-class DetectError(FlickermineError):
-    """A detector that cannot be built or that returns something unexpected."""
 
 
 class Detector(Protocol):

@@ -613,7 +613,7 @@ def _run_pool(
     try:
         while pending and not broken:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(queue, progress)
+            _report_progress(queue, progress)
             for fut in done:
                 outcome = JobOutcome(futures[fut])
                 try:
@@ -634,7 +634,7 @@ def _run_pool(
         raise
     finally:
         pool.shutdown(wait=True)
-    _drain(queue, progress)  # what the workers sent before they exited
+    _report_progress(queue, progress)  # what the workers sent before they exited
     queue.close()
     if not broken:
         return []
@@ -686,7 +686,7 @@ def _exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _drain(queue: Any, progress: ProgressCallback | None) -> None:
+def _report_progress(queue: Any, progress: ProgressCallback | None) -> None:
     """Hand the frame counts the workers sent on to ``progress``."""
     while True:
         try:
