@@ -147,3 +147,40 @@ def test_frames_dataset_from_a_video_and_mot_ground_truth(tmp_path):
     assert ann5[0]["bbox"] == [24, 40, 24, 40] and ann5[0]["iscrowd"] == 1  # consider = 0
     assert main(["dataset", "frames", str(video), "--out", str(out), "-q"]) == 2
     assert json.loads((out / "annotations.json").read_text())["images"][0]["frame"] == 3
+
+
+def _video_coco():
+    images, anns = [], []
+    for v in ("a.mp4", "b.mp4"):
+        for f in range(1, 101):
+            images.append({"id": len(images) + 1, "file_name": f"{v}_{f}.jpg", "video": v,
+                           "frame": f, "width": 10, "height": 10})  # fmt: skip
+            anns.append({"id": len(anns) + 1, "image_id": len(images), "category_id": 1,
+                         "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0})  # fmt: skip
+    images.append({"id": 999, "file_name": "m.jpg", "width": 10, "height": 10,
+                   "flickermine": {"video": "c.mp4", "frame": 7}})  # fmt: skip
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "p"}]}
+
+
+def test_split_by_time_with_a_gap_and_mined_frames_in_train_only():
+    from flickermine.dataset import split_images
+
+    parts = split_images(_video_coco(), [("train", 0.6), ("test", 0.4)], by="time", gap=25)
+    train, test = ({(i.get("video"), i.get("frame")) for i in parts[n]["images"]}
+                   for n in ("train", "test"))  # fmt: skip
+    for v in ("a.mp4", "b.mp4"):
+        last_train = max(f for vv, f in train if vv == v)
+        first_test = min(f for vv, f in test if vv == v)
+        assert last_train == 60 and first_test == 86  # frames 61..85 left out
+    assert 999 in {i["id"] for i in parts["train"]["images"]}
+    assert 999 not in {i["id"] for i in parts["test"]["images"]}
+
+
+def test_split_by_video_keeps_each_video_in_one_part():
+    from flickermine.dataset import split_images
+
+    parts = split_images(_video_coco(), [("train", 0.5), ("test", 0.5)], by="video", seed=3)
+    videos = {n: {i.get("video") for i in p["images"] if "flickermine" not in i}
+              for n, p in parts.items()}  # fmt: skip
+    assert videos["train"].isdisjoint(videos["test"])
+    assert videos["train"] | videos["test"] == {"a.mp4", "b.mp4"}

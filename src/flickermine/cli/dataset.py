@@ -18,7 +18,7 @@ from flickermine.dataset import (
     read_mined,
     save_coco,
     single_category_subset,
-    split_by_image,
+    split_images,
 )
 
 
@@ -70,6 +70,19 @@ def add_parser(sub: Any) -> None:
         help="fractions, e.g. train=0.8,val=0.1,test=0.1, or numbers of images, e.g. "
         "train=5000,val=500,test=rest; each split is written to <name>.json",
     )
+    s.add_argument(
+        "--split-by", choices=("image", "video", "time"), default="image",
+        help="image (shuffled), video (whole videos to one split) or time (each video's "
+        "frames in order, earliest first): consecutive frames of a video are near-duplicates",
+    )  # fmt: skip
+    s.add_argument(
+        "--gap", type=int, default=0,
+        help="with --split-by time: frames left out at every boundary (e.g. 25)",
+    )  # fmt: skip
+    s.add_argument(
+        "--mined-anywhere", action="store_true",
+        help="let frames added by dataset merge go to any split (default: the first only)",
+    )  # fmt: skip
     s.add_argument("--seed", type=int, default=0, help="seed of negatives and splits")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_quiet_argument(s)
@@ -155,7 +168,12 @@ def run_subset(args: argparse.Namespace) -> int:
         coco, args.category, negatives=args.negatives, seed=args.seed, source=args.annotations
     )
     splits = parse_splits(args.split)
-    parts = split_by_image(sub, splits, args.seed) if splits else {"annotations": sub}
+    parts = (
+        split_images(sub, splits, args.seed, by=args.split_by, gap=args.gap,
+                     mined_in_first=not args.mined_anywhere, source=args.annotations)
+        if splits
+        else {"annotations": sub}
+    )  # fmt: skip
     out = Path(args.out)
     targets = {name: out / f"{name}.json" for name in parts}
     existing = [t for t in targets.values() if t.exists()]

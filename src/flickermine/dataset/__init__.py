@@ -6,7 +6,12 @@ from flickermine.dataset.coco import CocoError, check_coco, find_category, load_
 from flickermine.dataset.merge import MergeReport, add_mined_frames, export_mined, merge_files
 from flickermine.dataset.mined import MinedFrame, read_mined
 from flickermine.dataset.stats import coco_stats
-from flickermine.dataset.subset import parse_splits, single_category_subset, split_by_image
+from flickermine.dataset.subset import (
+    parse_splits,
+    single_category_subset,
+    split_by_image,
+    split_images,
+)
 
 __all__ = [
     "CocoError",
@@ -24,4 +29,5 @@ __all__ = [
     "save_coco",
     "single_category_subset",
     "split_by_image",
+    "split_images",
 ]
