@@ -302,3 +302,11 @@ def test_export_is_a_dataset_pycocotools_opens(mined_dir, tmp_path):
     for img in api.loadImgs(api.getImgIds()):
         assert (tmp_path / "ds" / "images" / img["file_name"]).is_file()
     assert len(read_mined(mined_dir)) == 2
+
+
+def test_unmerge_gives_back_the_file_as_it_was(coco_file, mined_dir, tmp_path):
+    original = json.loads(coco_file.read_text())
+    merge_files(coco_file, [mined_dir], tmp_path / "images", "dog", tmp_path / "new.json")
+    assert main(["dataset", "unmerge", str(tmp_path / "new.json"), "--out",
+                 str(tmp_path / "back.json"), "-q"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "back.json").read_text()) == original

@@ -119,6 +119,13 @@ def test_two_rounds_then_every_stage_skipped_then_only_what_changed(scene, tmp_p
     # An evaluation option: only the evaluations run again.
     assert main(["run", str(config(scene, tmp_path, **{"evaluate.score_threshold": 0.6}))]) == 0
     assert stage_lines(capsys.readouterr().err, "running") == ["evaluate"]
+    # A mining option: the mined arm's mining and everything after it; the control arm's
+    # training and evaluation stay as they were (two rounds x two seeds of the mined arm).
+    assert main(["run", str(config(scene, tmp_path, **{"mine.window": 3}))]) == 0
+    err = capsys.readouterr().err
+    assert stage_lines(err, "running") == sorted(["detect", "mine", "merge", "train", "evaluate"])
+    assert sum(1 for line in err.splitlines() if line.startswith("train") and
+               line.endswith("running")) == 4  # fmt: skip
     # --from detect: detection and everything after it, not preparation or the start model.
     assert main(["run", str(cfg), "--from", "detect"]) == 0
     ran = stage_lines(capsys.readouterr().err, "running")
@@ -187,3 +194,31 @@ def test_overlapping_parts_are_refused(scene, tmp_path, capsys):
     assert "data.labelled (frames 0:40) and data.unlabelled (frames 30:55) overlap" in (
         capsys.readouterr().err
     )
+
+
+def test_unlabelled_videos_from_a_url_list(scene, tmp_path, capsys):
+    pytest.importorskip("yt_dlp")
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(scene))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"http://127.0.0.1:{httpd.server_address[1]}/walk.mp4\n")
+    data = {
+        "labelled": {"video": str(scene / "walk.mp4"), "gt": str(scene / "gt.txt"),
+                     "frames": "0:20:2"},
+        "unlabelled": {"urls": str(urls)},
+        "test": {"video": str(scene / "walk.mp4"), "gt": str(scene / "gt.txt"),
+                 "frames": "65:90:5"},
+    }  # fmt: skip
+    try:
+        assert main(["run", str(config(scene, tmp_path, data=data, rounds=1, seeds=[0])),
+                     "-q"]) == 0  # fmt: skip
+    finally:
+        httpd.shutdown()
+    fetched = list((tmp_path / "run" / "stages").glob("prepare-*/unlabelled/walk.mp4"))
+    assert len(fetched) == 1 and fetched[0].read_bytes() == (scene / "walk.mp4").read_bytes()
+    assert len(list((tmp_path / "run" / "stages").glob("detect-*"))) == 1

@@ -88,6 +88,13 @@ def add_parser(sub: Any) -> None:
     add_quiet_argument(s)
     s.set_defaults(run=run_subset)
 
+    u = dsub.add_parser("unmerge", help="the COCO file without the frames merge added")
+    u.add_argument("annotations", help="COCO JSON that merge extended")
+    u.add_argument("--out", required=True, help="new annotation file")
+    u.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_quiet_argument(u)
+    u.set_defaults(run=run_unmerge)
+
     f = dsub.add_parser(
         "frames", help="a COCO dataset of video frames, labelled from ground truth or detections"
     )
@@ -221,4 +228,22 @@ def run_frames(args: argparse.Namespace) -> int:
                           score_threshold=args.score_threshold)  # fmt: skip
     save_coco(coco, target)
     print(f"{len(coco['images'])} frames, {len(coco['annotations'])} boxes: {target}")
+    return 0
+
+
+def run_unmerge(args: argparse.Namespace) -> int:
+    from flickermine.dataset.coco import check_coco
+    from flickermine.dataset.merge import remove_mined_frames
+    from flickermine.paths import same_path
+
+    out = Path(args.out)
+    if same_path(out, args.annotations):
+        raise CocoError(f"{out}: is the input; choose another --out")
+    if out.exists() and not args.overwrite:
+        raise CocoError(f"{out}: exists; pass --overwrite to replace it")
+    coco = load_coco(args.annotations)
+    check_coco(coco, args.annotations)
+    removed = remove_mined_frames(coco)
+    save_coco(coco, out)
+    print(f"{removed} mined frame(s) removed, {len(coco['images'])} images left: {out}")
     return 0

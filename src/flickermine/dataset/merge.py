@@ -225,3 +225,13 @@ def merge_files(
         # The input was checked; the additions carry fresh ids, declared images and category.
         backup = save_coco(coco, target, backup_of=src if in_place else None)
     return report, backup
+
+
+def remove_mined_frames(coco: Coco) -> int:
+    """Remove, in place, the images added by :func:`add_mined_frames` (those with a
+    ``flickermine`` field) and their annotations; returns how many images went. Everything
+    else is untouched: the file as it was before merging, for a baseline."""
+    mined = {img["id"] for img in coco["images"] if "flickermine" in img}
+    coco["images"] = [img for img in coco["images"] if img["id"] not in mined]
+    coco["annotations"] = [a for a in coco["annotations"] if a.get("image_id") not in mined]
+    return len(mined)

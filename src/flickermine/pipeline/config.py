@@ -22,7 +22,7 @@ from flickermine.train.config import TrainConfig
 _RUN_SETS = {"train", "images", "out", "category", "val", "val_images", "weights"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - _RUN_SETS
 DATA_KEYS = {"annotations", "images", "video", "gt", "frames"}
-UNLABELLED_KEYS = {"videos", "video", "frames", "gt"}
+UNLABELLED_KEYS = {"videos", "video", "frames", "gt", "urls"}
 DETECT_KEYS = {"score_threshold", "nms_iou", "batch_size", "device"}
 MINE_KEYS = {f.name for f in fields(MinerParams)} | {"preset", "hard_positives"}
 TOP_KEYS = {"out", "category", "data", "start", "detect", "mine", "merge", "finetune",
@@ -217,13 +217,18 @@ def _check(raw: Any, base: Path, out: str | Path | None, source: str) -> RunConf
         if k not in data:
             raise ConfigError(f"data.{k}: required")
     unl = _mapping(data["unlabelled"], "data.unlabelled", UNLABELLED_KEYS)
-    if ("videos" in unl) == ("video" in unl):
-        raise ConfigError("data.unlabelled: give videos (files or a folder) or video (+ frames)")
+    if sum(k in unl for k in ("videos", "video", "urls")) != 1:
+        raise ConfigError(
+            "data.unlabelled: give one of videos (files or folders), video (+ frames) or urls "
+            "(a list file of URLs or YouTube ids to fetch)"
+        )
     unlabelled: dict[str, Any] = {"gt": _existing(base, unl["gt"], "data.unlabelled.gt")
                                   if "gt" in unl else None}  # fmt: skip
     if "video" in unl:
         unlabelled["video"] = _existing(base, unl["video"], "data.unlabelled.video")
         unlabelled["frames"] = _frames(unl.get("frames"), "data.unlabelled.frames")
+    elif "urls" in unl:
+        unlabelled["urls"] = _existing(base, unl["urls"], "data.unlabelled.urls")
     else:
         vids = unl["videos"] if isinstance(unl["videos"], list) else [unl["videos"]]
         unlabelled["videos"] = [_existing(base, v, f"data.unlabelled.videos[{i}]")

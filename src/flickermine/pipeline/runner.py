@@ -185,6 +185,16 @@ def prepare(runner: Runner) -> Prepared:
 
         _coco_part(cfg.labelled, folder, "labelled", cfg.category)
         _coco_part(cfg.test, folder, "test", cfg.category)
+        if unl.get("urls") is not None:
+            from flickermine.fetch import fetch_videos
+
+            rows = fetch_videos(unl["urls"], folder / "unlabelled")
+            failed = [r for r in rows if r.status != "ok"]
+            if not rows or len(failed) == len(rows):
+                first = f" (first: {failed[0].url}: {failed[0].error})" if failed else ""
+                raise ConfigError(f"data.unlabelled.urls: no video could be fetched{first}")
+            for r in failed:
+                runner.log(f"warning: {r.url}: not fetched: {r.error}")
         if unl.get("video") is not None:
             reader = VideoReader(unl["video"])
             frames = parse_range(unl.get("frames"), reader.num_frames, "data.unlabelled.frames")
@@ -199,6 +209,12 @@ def prepare(runner: Runner) -> Prepared:
     if unl.get("video") is not None:
         videos = [folder / "unlabelled" / f"{Path(unl['video']).stem}.mp4"]
         gts = {videos[0].stem: folder / "unlabelled" / "gt.txt"} if unl.get("gt") else {}
+    elif unl.get("urls") is not None:
+        from flickermine.fetch import read_manifest
+
+        rows = read_manifest(folder / "unlabelled" / "manifest.csv").values()
+        videos = [folder / "unlabelled" / r.file for r in rows if r.status == "ok"]
+        gts = {}
     else:
         from flickermine.mine.run import list_videos
 
