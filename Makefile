@@ -32,6 +32,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_mine.py
 	$(BIN)/python benchmarks/bench_hardpos.py
 	$(BIN)/python benchmarks/bench_real.py
+	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_dataset.py
 	$(BIN)/python benchmarks/bench_detect.py --frames 100
 	$(BIN)/python benchmarks/bench_train.py

@@ -48,7 +48,8 @@ def run_demo(
     """Detect (HOG, person) and mine the bundled clip (or ``video``) into ``out_dir``, hard
     negatives and hard positives.
 
-    ``out_dir`` receives ``detections/<stem>.parquet``, the miner's outputs and ``SUMMARY.md``.
+    ``out_dir`` receives ``detections/<stem>.parquet``, the miner's outputs, the review report
+    ``report/index.html`` and ``SUMMARY.md``.
     The detections are reused when they are already there.
     """
     out = Path(out_dir)
@@ -65,6 +66,9 @@ def run_demo(
         src, det_path, out, params, overwrite=True, hard_positives=HardPositiveParams(),
         progress=progress,
     )  # fmt: skip
+    from flickermine.report.html import write_report
+
+    write_report([out], out / "report", pseudo_positives=True, overwrite=True)
     atomic_write_text(out / "SUMMARY.md", _summary_markdown(src, summary))
     return DemoResult(out, det_path, summary)
 
@@ -85,7 +89,9 @@ Detector: OpenCV HOG people detector (scores = logistic of the SVM margin).
 | frames written | {s["frames_written"]} |
 | mining time | {s["seconds"]:.1f} s |
 
-Look at `visualizations/{stem}/`: hard negatives are drawn **red**, pseudo-positives **green**,
+Open `report/index.html` in a browser to review every example (accept or reject, then export
+the decisions for `flickermine dataset merge --decisions`). Or look at `visualizations/{stem}/`:
+hard negatives are drawn **red**, pseudo-positives **green**,
 with their scores, and people the detector missed between two detections **blue** (`missed`).
 `frames/{stem}/` holds the same frames untouched, `{stem}.txt` the seed's result format,
 `{stem}.verdicts.parquet` every verdict with its reason.

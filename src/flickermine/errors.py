@@ -41,3 +41,7 @@ class ModelError(FlickermineError):
 
 class AuditError(FlickermineError, ValueError):
     """Ground truth or mining output that cannot be audited (names file and line)."""
+
+
+class ReportError(FlickermineError):
+    """A mining output that cannot be reported (names the file)."""

@@ -42,6 +42,10 @@ def add_parser(sub: Any) -> None:
         help="drop frames without any positive box (the seed's behaviour)",
     )  # fmt: skip
     m.add_argument("--link", action="store_true", help="hard-link (or symlink) frames, no copy")
+    m.add_argument(
+        "--decisions",
+        help="decisions.json exported by flickermine report: rejected boxes are left out",
+    )
     add_quiet_argument(m)
     m.set_defaults(run=run_merge)
 
@@ -120,9 +124,15 @@ def run_merge(args: argparse.Namespace) -> int:
     report, backup = merge_files(
         args.annotations, args.mined, args.images, args.category, args.out,
         in_place=args.in_place, overwrite=args.overwrite,
-        require_positive=args.require_positive, link=args.link,
+        require_positive=args.require_positive, link=args.link, decisions=args.decisions,
     )  # fmt: skip
     target = args.annotations if args.in_place else args.out
+    if args.decisions:
+        print(
+            f"left out as rejected in review: {report.rejected_hard_negatives} hard negatives, "
+            f"{report.rejected_hard_positives} hard positives, "
+            f"{report.rejected_pseudo_positives} pseudo-positives"
+        )
     print(
         f"merged into {target}: {report.images_added} images, {report.annotations_added} "
         f"annotations added; {report.hard_negatives_recorded} hard negatives recorded; "

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         f"flickermine demo: {s['frames']} frames, {s['valid_detections']} detections, "
         f"{s['hard_negatives']} hard negatives and {s['hard_positives']} hard positives in "
         f"{s['frames_written']} frames.\n"
+        f"Review them in a browser: {result.out_dir / 'report' / 'index.html'}\n"
         f"Open {result.out_dir / 'SUMMARY.md'} and {result.out_dir / 'visualizations'}."
     )
     return 0

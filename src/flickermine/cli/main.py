@@ -20,13 +20,14 @@ from flickermine.cli import (
     evaluate,
     fetch,
     mine,
+    report,
     run,
     train,
 )
 from flickermine.cli._common import Terminated, on_sigterm, quiet_output, sigterm_seen
 from flickermine.errors import FlickermineError
 
-COMMANDS = (fetch, detect, mine, audit, convert, dataset, train, evaluate, run, demo)
+COMMANDS = (fetch, detect, mine, audit, report, convert, dataset, train, evaluate, run, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

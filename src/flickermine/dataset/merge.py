@@ -33,6 +33,9 @@ class MergeReport:
     without_positive_dropped: int = 0
     boxes_too_small: int = 0
     hard_negatives_recorded: int = 0
+    rejected_hard_negatives: int = 0
+    rejected_hard_positives: int = 0
+    rejected_pseudo_positives: int = 0
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -78,6 +81,61 @@ def _keep(box: list[float], report: MergeReport) -> bool:
         report.boxes_too_small += 1
         return False
     return True
+
+
+def read_decisions(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The review decisions a report exported (``decisions.json``): mined example id ->
+    ``accepted`` or ``rejected``.
+
+    Raises:
+        CocoError: unreadable, not a decisions file, or values other than the two verdicts.
+    """
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CocoError(f"{p}: cannot read the decisions: {exc}") from None
+    decisions = data.get("decisions") if isinstance(data, dict) else None
+    if not isinstance(decisions, dict):
+        raise CocoError(f"{p}: not a decisions file (exported by flickermine report)")
+    bad = [k for k, v in decisions.items() if v not in ("accepted", "rejected")]
+    if bad:
+        raise CocoError(f"{p}: {bad[0]!r}: expected 'accepted' or 'rejected'")
+    return {str(k): str(v) for k, v in decisions.items()}
+
+
+def apply_decisions(
+    frames: list[MinedFrame], decisions: dict[str, str], report: MergeReport, source: str
+) -> list[MinedFrame]:
+    """``frames`` without the rejected boxes: a rejected hard negative is not recorded as one,
+    a rejected hard positive or pseudo-positive is not annotated (counted in ``report``).
+
+    Raises:
+        CocoError: ids in the decisions that match no mined box (another run's decisions).
+    """
+    known = {i for f in frames
+             for i in f.positive_ids + f.hard_positive_ids + f.hard_negative_ids}  # fmt: skip
+    unknown = sorted(set(decisions) - known)
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise CocoError(
+            f"{source}: {len(unknown)} decision(s) name no mined example of these inputs "
+            f"({', '.join(unknown[:3])}{more}): decisions from another run?"
+        )
+    for f in frames:
+        for boxes, ids, counter in (
+            ("positives", "positive_ids", "rejected_pseudo_positives"),
+            ("hard_positives", "hard_positive_ids", "rejected_hard_positives"),
+            ("hard_negatives", "hard_negative_ids", "rejected_hard_negatives"),
+        ):
+            kept = [(b, i) for b, i in zip(getattr(f, boxes), getattr(f, ids), strict=True)
+                    if decisions.get(i) != "rejected"]  # fmt: skip
+            setattr(report, counter, getattr(report, counter) + len(getattr(f, ids)) - len(kept))
+            setattr(f, boxes, [b for b, _ in kept])
+            setattr(f, ids, [i for _, i in kept])
+    return frames
 
 
 def add_mined_frames(
@@ -190,6 +248,7 @@ def merge_files(
     overwrite: bool = False,
     require_positive: bool = False,
     link: bool = False,
+    decisions: str | os.PathLike[str] | None = None,
 ) -> tuple[MergeReport, Path | None]:
     """``flickermine dataset merge``: load, check, add the mined frames, check, write atomically.
 
@@ -216,10 +275,15 @@ def merge_files(
     frames = [f for m in mined for f in read_mined(m)]
     coco = load_coco(src)
     check_coco(coco, str(src))
+    rejected = MergeReport()
+    if decisions is not None:
+        frames = apply_decisions(frames, read_decisions(decisions), rejected, str(decisions))
     report = add_mined_frames(
         coco, frames, images_dir, category, require_positive=require_positive, link=link,
         source=str(src),
     )  # fmt: skip
+    for name in ("rejected_hard_negatives", "rejected_hard_positives", "rejected_pseudo_positives"):
+        setattr(report, name, getattr(rejected, name))
     backup = None
     if report.images_added or target != src:
         # The input was checked; the additions carry fresh ids, declared images and category.

@@ -38,6 +38,12 @@ class MinedFrame:
     hard_negatives: list[list[float]] = field(default_factory=list)
     params: dict[str, Any] | None = None
     source: str = ""
+    #: Ids of the boxes above, in the same order (``<stem>/<frame>/d<det>`` for detections,
+    #: ``<stem>/<frame>/m<k>`` for hard positives; frame 1-based), as the review report and
+    #: its decisions name them; empty for the reference's result files.
+    positive_ids: list[str] = field(default_factory=list)
+    hard_positive_ids: list[str] = field(default_factory=list)
+    hard_negative_ids: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -55,6 +61,11 @@ class MinedFrame:
             return hashlib.sha1(self.image.read_bytes()).hexdigest()
         except OSError as exc:
             raise CocoError(f"{self.image}: cannot read the mined frame: {exc}") from None
+
+
+def example_id(stem: str, frame_number: int, which: str) -> str:
+    """The id of one mined box: ``<stem>/<frame number, 1-based>/<d<det> or m<k>>``."""
+    return f"{stem}/{frame_number}/{which}"
 
 
 def read_mined(path: str | os.PathLike[str]) -> list[MinedFrame]:
@@ -94,9 +105,11 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
     if not verdicts.exists():
         raise CocoError(f"{summary_path}: its verdicts file {verdicts.name} is missing")
     try:
-        table = pq.read_table(verdicts, columns=["frame", "x1", "y1", "x2", "y2", "verdict"])
+        table = pq.read_table(verdicts, columns=["frame", "det", "x1", "y1", "x2", "y2",
+                                                  "verdict"])  # fmt: skip
         order = np.argsort(table.column("frame").to_numpy(), kind="stable")
         frame = table.column("frame").to_numpy()[order]
+        det = table.column("det").to_numpy()[order]
         verdict = np.asarray(table.column("verdict").to_pylist(), dtype=object)[order]
         xyxy = np.stack([table.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], 1)[order]
         xyxy = xyxy.astype(float)
@@ -120,10 +133,17 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
             image=image, video=video, frame=int(t) + 1, width=summary.get("width"),
             height=summary.get("height"), params=summary.get("params"), source=str(summary_path),
         )  # fmt: skip
+        missed = 0
         for r in rows:
             box = [round(float(v), 3) for v in xywh[r]]
             {"pseudo_positive": f.positives, "hard_positive": f.hard_positives,
              "hard_negative": f.hard_negatives}[verdict[r]].append(box)  # fmt: skip
+            if verdict[r] == "hard_positive":
+                box_id, missed = example_id(stem, int(t) + 1, f"m{missed}"), missed + 1
+            else:
+                box_id = example_id(stem, int(t) + 1, f"d{int(det[r])}")
+            {"pseudo_positive": f.positive_ids, "hard_positive": f.hard_positive_ids,
+             "hard_negative": f.hard_negative_ids}[verdict[r]].append(box_id)  # fmt: skip
         out.append(f)
     return out
 

@@ -10,9 +10,10 @@ so the temporal rules cannot catch it; this rule can.
 
 The fit is robust (iteratively trimmed least squares of height on bottom edge, residuals as log
 ratios, spread as their median absolute deviation). Where the scene has no such regularity (a
-moving or zooming camera, objects of very different sizes), the spread is large and the rule
-switches itself off for the video (``size_fit_spread``); with too few boxes to fit
-(``size_fit_min_boxes``) likewise.
+moving or zooming camera, objects of very different sizes), the spread is large or many boxes
+miss the fit, and the rule switches itself off for the video (``size_fit_spread``, fewer than
+80 % of the boxes within three spreads); with too few boxes to fit (``size_fit_min_boxes``)
+likewise.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def fit_sizes(
     size_outlier: float,
     max_spread: float,
     min_boxes: int,
-    min_growth: float = 1.2,
+    min_inliers: float = 0.8,
 ) -> SizeFit:
     """Fit box height to bottom edge on the boxes ``fit_on`` and find every box's ratio.
 
@@ -111,9 +112,9 @@ def fit_sizes(
         size_outlier: spreads beyond which a box is an outlier (0: never).
         max_spread: the rule is off for a video whose spread exceeds this.
         min_boxes: the rule is off for a video with fewer boxes to fit on.
-        min_growth: the rule is off unless the fitted height grows at least this much from the
-            highest to the lowest fitted box (perspective: a camera looking down on a ground
-            plane; objects of one size moving about give no such growth).
+        min_inliers: the rule is off unless at least this share of the boxes fits the line
+            (within three spreads): objects of a few different sizes moving about give a fit
+            that many boxes miss.
     """
     n = len(xyxy)
     nan = np.full(n, np.nan)
@@ -145,10 +146,9 @@ def fit_sizes(
     expected_all = line[0] + line[1] * bottom
     positive = expected_all > 0
     ratio = np.where(positive, height / np.where(positive, expected_all, 1), np.nan)
-    inliers = bottom[idx][keep]
-    low, high = (line[0] + line[1] * float(v) for v in (inliers.min(), inliers.max()))
-    no_perspective = low <= 0 or high / low < min_growth  # the sizes then say nothing
-    if no_perspective or not np.isfinite(spread) or spread > max_spread:
+    # Most boxes must fit: objects of a few different sizes give a fit that many miss.
+    few_fit = keep.sum() < min_inliers * len(keep)
+    if few_fit or not np.isfinite(spread) or spread > max_spread:
         return SizeFit(ratio, np.zeros(n, np.bool_), spread, int(keep.sum()), False, line)
     limit = size_outlier * max(spread, MIN_SPREAD)
     with np.errstate(invalid="ignore"):
