@@ -11,6 +11,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,138 @@ def _set_rng_state(torch: Any, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+@dataclass
+class _Run:
+    """A training run's state, shared by the steps of :func:`train`."""
+
+    config: TrainConfig
+    torch: Any
+    device: Any
+    rank: int
+    world: int
+    out: Path
+    data: CocoTrainSet
+    category: dict[str, Any]
+    val_set: Any
+    model: Any = None
+    ddp_model: Any = None
+    optimizer: Any = None
+    start: int = 0
+    best_ap: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def checkpoint(self, path: Path, iteration: int, **extra: Any) -> None:
+        """Save model, optimizer, iteration, RNG state and config (rank 0 only)."""
+        if self.rank == 0:
+            save_checkpoint(path, self.model, self.config.model, [self.category],
+                            optimizer=self.optimizer.state_dict(), iteration=iteration,
+                            rng=_rng_state(self.torch), best_ap=self.best_ap,
+                            config=self.config.to_dict(), **extra)  # fmt: skip
+
+
+def _open_run(config: TrainConfig) -> _Run:
+    """Device (and the process group under ``torchrun``), output folder, data."""
+    torch = require_torch()
+    rank, world = _distributed()
+    local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    device = resolve_device(local if config.device == "cuda" and world > 1 else config.device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = CocoTrainSet(load_coco(config.train), config.images, config.category, config.train)
+    category = {"id": data.category["id"],
+                "name": data.category.get("name", str(data.category["id"]))}  # fmt: skip
+    val_set = None
+    if config.val:
+        from flickermine.evaluate import coco_metrics  # noqa: F401 - fail early if missing
+
+        val_set = load_coco(config.val)
+        CocoTrainSet(val_set, config.val_images or config.images, category["id"], config.val)
+    return _Run(config, torch, device, rank, world, out, data, category, val_set)
+
+
+def _build_model(run: _Run) -> None:
+    """Seeded model and optimizer."""
+    config, torch = run.config, run.torch
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    run.model = initial_model(config, 2).to(run.device)
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    run.optimizer = torch.optim.SGD(params, lr=config.lr_at(0), momentum=config.momentum,
+                                    weight_decay=config.weight_decay)  # fmt: skip
+
+
+def _resume(run: _Run) -> None:
+    """Model, optimizer, iteration and RNG state from ``last.pt``; the log cut back to it."""
+    if not run.last_path.exists():
+        raise ConfigError(f"{run.last_path}: nothing to resume (no checkpoint yet)")
+    ckpt = read_checkpoint(run.last_path)
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.start, run.best_ap = int(ckpt["iteration"]), float(ckpt.get("best_ap", -1.0))
+        _set_rng_state(run.torch, ckpt["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"{run.last_path}: cannot resume from it ({type(exc).__name__}: {detail}); "
+            f"was the run started with another --model or options?"
+        ) from None
+    logger.info("resuming at iteration %d", run.start)
+    if run.rank == 0:
+        _cut_log(run.out / "log.csv", run.start)
+
+
+def _step(
+    run: _Run, iteration: int, samples: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, float]:
+    """One SGD step on ``samples``; returns the losses."""
+    torch, device = run.torch, run.device
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.config.lr_at(iteration)
+    images = [torch.from_numpy(img).to(device) for img, _ in samples]
+    targets = [{"boxes": torch.from_numpy(b).to(device),
+                "labels": torch.ones(len(b), dtype=torch.int64, device=device)}
+               for _, b in samples]  # fmt: skip
+    losses = run.ddp_model(images, targets)
+    loss = sum(losses.values())
+    run.optimizer.zero_grad()
+    loss.backward()
+    run.optimizer.step()
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    values["loss"] = float(loss.detach())
+    return values
+
+
+def _log_and_validate(
+    run: _Run, done: int, iteration: int, window: list[dict[str, float]], seconds: float
+) -> bool:
+    """The log row and validation due after ``done`` iterations; True when a row was written
+    (the loss window then starts again)."""
+    config = run.config
+    row = None
+    if done % config.log_every == 0 or done == config.iterations:
+        row = _log_row(done, config.lr_at(iteration), window, seconds)
+    if run.val_set is not None and (done % config.val_every == 0 or done == config.iterations):
+        ap = _validate(run.model, run.val_set, config, run.category, run.rank)
+        run.model.train()
+        row = row or _log_row(done, config.lr_at(iteration), window, seconds)
+        row["val_ap"], row["val_ap50"] = ap.ap, ap.ap50
+        if ap.ap > run.best_ap:
+            run.best_ap = ap.ap
+            run.checkpoint(run.out / "best.pt", done, val=ap.to_dict())
+    if row is not None and run.rank == 0:
+        run.history.append(row)
+        _append_log(run.out / "log.csv", row)
+    return row is not None
+
+
 def train(
     config: TrainConfig,
     *,
@@ -127,122 +260,48 @@ def train(
         stop_after: stop (with a checkpoint) after this many iterations of this call; for tests
             and time-boxed jobs.
     """
-    torch = require_torch()
-    rank, world = _distributed()
-    local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    device = resolve_device(local if config.device == "cuda" and world > 1 else config.device)
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    coco = load_coco(config.train)
-    data = CocoTrainSet(coco, config.images, config.category, config.train)
-    category = {
-        "id": data.category["id"],
-        "name": data.category.get("name", str(data.category["id"])),
-    }
-    val_set = None
-    if config.val:
-        from flickermine.evaluate import coco_metrics  # noqa: F401 - fail early if missing
-
-        val_set = load_coco(config.val)
-        CocoTrainSet(val_set, config.val_images or config.images, category["id"], config.val)
-
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    model = initial_model(config, 2).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.lr_at(0), momentum=config.momentum,
-                                weight_decay=config.weight_decay)  # fmt: skip
-    start, best_ap, history = 0, -1.0, []
-    last_path = out / "last.pt"
+    run = _open_run(config)
+    _build_model(run)
     if resume:
-        if not last_path.exists():
-            raise ConfigError(f"{last_path}: nothing to resume (no checkpoint yet)")
-        ckpt = read_checkpoint(last_path)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start, best_ap = int(ckpt["iteration"]), float(ckpt.get("best_ap", -1.0))
-            _set_rng_state(torch, ckpt["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            detail = " ".join(str(exc).split())[:300]
-            raise ConfigError(
-                f"{last_path}: cannot resume from it ({type(exc).__name__}: {detail}); "
-                f"was the run started with another --model or options?"
-            ) from None
-        logger.info("resuming at iteration %d", start)
-        if rank == 0:
-            _cut_log(out / "log.csv", start)
-    if rank == 0:
-        save_config(config, out / "config.yaml")
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+        _resume(run)
+    if run.rank == 0:
+        save_config(config, run.out / "config.yaml")
+    run.ddp_model = run.model
+    if run.world > 1:
+        run.ddp_model = run.torch.nn.parallel.DistributedDataParallel(run.model)
 
     def batches() -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray]]]]:
-        for it in range(start, config.iterations):
-            yield it, data.batch(it, config.batch_size, config.seed, config.hflip, (rank, world))
+        for it in range(run.start, config.iterations):
+            yield it, run.data.batch(it, config.batch_size, config.seed, config.hflip,
+                                     (run.rank, run.world))  # fmt: skip
 
-    def checkpoint(path: Path, iteration: int, **extra: Any) -> None:
-        if rank == 0:
-            save_checkpoint(path, model, config.model, [category], optimizer=optimizer.state_dict(),
-                            iteration=iteration, rng=_rng_state(torch), best_ap=best_ap,
-                            config=config.to_dict(), **extra)  # fmt: skip
-
-    model.train()
+    run.model.train()
     t0 = time.perf_counter()
     window: list[dict[str, float]] = []
-    iteration = start
+    iteration = run.start
     for iteration, samples in prefetch(batches(), size=2):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(iteration)
-        images = [torch.from_numpy(img).to(device) for img, _ in samples]
-        targets = [{"boxes": torch.from_numpy(b).to(device),
-                    "labels": torch.ones(len(b), dtype=torch.int64, device=device)}
-                   for _, b in samples]  # fmt: skip
-        losses = ddp_model(images, targets)
-        loss = sum(losses.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["loss"] = float(loss.detach())
+        values = _step(run, iteration, samples)
         window.append(values)
         if progress:
             progress(iteration + 1, values)
         done = iteration + 1
-        row = None
-        if done % config.log_every == 0 or done == config.iterations:
-            row = _log_row(done, config.lr_at(iteration), window, time.perf_counter() - t0)
+        if _log_and_validate(run, done, iteration, window, time.perf_counter() - t0):
             window = []
-        if val_set is not None and (done % config.val_every == 0 or done == config.iterations):
-            ap = _validate(model, val_set, config, category, rank)
-            model.train()
-            row = row or _log_row(done, config.lr_at(iteration), window, time.perf_counter() - t0)
-            row["val_ap"], row["val_ap50"] = ap.ap, ap.ap50
-            if ap.ap > best_ap:
-                best_ap = ap.ap
-                checkpoint(out / "best.pt", done, val=ap.to_dict())
-        if row is not None and rank == 0:
-            history.append(row)
-            _append_log(out / "log.csv", row)
-        stopping = stop_after is not None and done - start >= stop_after
+        stopping = stop_after is not None and done - run.start >= stop_after
         if done % config.checkpoint_every == 0 or done == config.iterations or stopping:
-            checkpoint(last_path, done)
+            run.checkpoint(run.last_path, done)
         if stopping:
             break
-    if world > 1:
-        torch.distributed.barrier()
-    final = out / "final.pt"
-    if rank == 0 and iteration + 1 >= config.iterations:
-        checkpoint(final, config.iterations)
-        _plot(out / "log.csv", out / "training.png")
-    return {"run_dir": str(out), "last": str(last_path), "final": str(final),
-            "best": str(out / "best.pt") if best_ap >= 0 else None, "best_ap": best_ap,
-            "iterations": iteration + 1, "history": history}  # fmt: skip
+    if run.world > 1:
+        run.torch.distributed.barrier()
+    final = run.out / "final.pt"
+    if run.rank == 0 and iteration + 1 >= config.iterations:
+        run.checkpoint(final, config.iterations)
+        _plot(run.out / "log.csv", run.out / "training.png")
+    return {"run_dir": str(run.out), "last": str(run.last_path), "final": str(final),
+            "best": str(run.out / "best.pt") if run.best_ap >= 0 else None,
+            "best_ap": run.best_ap, "iterations": iteration + 1,
+            "history": run.history}  # fmt: skip
 
 
 #: The files a training run writes into its folder (and their temporary names).
