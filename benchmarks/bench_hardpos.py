@@ -19,8 +19,11 @@ Ground truth:
   preset's score threshold in a frame the miner examines; a flagged box is correct when it is
   one of them.
 
+With ``--ground-plane`` the objects have one size (±8 %) that grows with their height in the
+image, as people seen by a fixed camera do: the scenes on which the size rule can work.
+
 Usage: ``python benchmarks/bench_hardpos.py [--videos 6] [--frames 200] [--seed 0] [--clean]
-[--presets seed,recall]``
+[--ground-plane] [--presets seed,recall]``
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
@@ -44,12 +48,18 @@ W, H = 384, 288
 MISS_RUN = 4
 
 
-def make_case(path: Path, n: int, rng: np.random.Generator, k: int, clean: bool = False):
+def make_case(
+    path: Path, n: int, rng: np.random.Generator, k: int, clean: bool = False,
+    ground_plane: bool = False,
+):  # fmt: skip
     """Write one video; return detections, true boxes (n, objects, 4), missed mask, false boxes
-    (``(frame, x1, y1, x2, y2, score)``)."""
-    objects = int(rng.integers(2, 5))
+    (``(frame, x1, y1, x2, y2, score)``). With ``ground_plane``, objects have one size up to
+    ±8 % that grows with their height in the image, as people seen by a fixed camera do."""
+    objects = int(rng.integers(2, 5)) + (3 if ground_plane else 0)
     bg = texture(rng, H, W, 4)
     size = np.stack([rng.integers(40, 70, objects), rng.integers(60, 110, objects)], 1)
+    if ground_plane:
+        size = np.stack([np.full(objects, 40), np.round(80 * rng.uniform(0.92, 1.08, objects))], 1)
     pos = np.stack([rng.uniform(0, W - 70, objects), rng.uniform(0, H - 110, objects)], 1)
     vel = rng.uniform(-4, 4, (objects, 2))
     patches = [texture(rng, int(s[1]), int(s[0]), 2) for s in size]
@@ -72,12 +82,17 @@ def make_case(path: Path, n: int, rng: np.random.Generator, k: int, clean: bool 
             img = bg.copy()
             for i in range(objects):
                 w, h = size[i]
+                if ground_plane:  # taller the lower they stand: 0.6x at the top, 1.3x at the bottom
+                    grow = 0.6 + 0.7 * float(np.clip(pos[i, 1], 0, H)) / H
+                    w, h = max(8, int(w * grow)), max(16, int(h * grow))
                 for d, limit in ((0, W - w), (1, H - h)):
                     if not 0 <= pos[i, d] <= limit:
                         vel[i, d] *= -1
                         pos[i, d] = np.clip(pos[i, d], 0, limit)
                 x, y = int(pos[i, 0]), int(pos[i, 1])
-                img[y : y + h, x : x + w] = patches[i]
+                img[y : y + h, x : x + w] = (
+                    patches[i] if patches[i].shape[:2] == (h, w) else cv2.resize(patches[i], (w, h))
+                )
                 truth[t, i] = (x, y, x + w, y + h)
                 if not missed[t, i]:
                     j = rng.normal(0, 1.5, 4)
@@ -178,6 +193,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clean", action="store_true", help="without the real failure modes")
+    ap.add_argument(
+        "--ground-plane", action="store_true",
+        help="objects of one size growing down the image (a fixed camera's view)",
+    )  # fmt: skip
     ap.add_argument("--presets", default="seed,recall")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -186,8 +205,10 @@ def main() -> None:
     cases = []
     for v in range(args.videos):
         path = tmp / f"v{v}.mp4"
-        cases.append((path, make_case(path, args.frames, rng, k, clean=args.clean)))
+        cases.append((path, make_case(path, args.frames, rng, k, clean=args.clean,
+                                      ground_plane=args.ground_plane)))  # fmt: skip
     kind = "clean" if args.clean else "with real failure modes"
+    kind += ", on a ground plane" if args.ground_plane else ""
     print(f"{args.videos} videos x {args.frames} frames, {W}x{H}, misses of 1..{k} frames, {kind}")
     for preset in args.presets.split(","):
         evaluate(args, preset, cases)
