@@ -54,10 +54,12 @@ def test_short_miss_is_a_hard_positive_at_the_right_place(tmp_path, name, missed
 
 def test_gap_longer_than_max_gap_is_not_mined(tmp_path):
     a = walker()
-    missed = range(8, 8 + HP.max_gap + 1)
+    short = HardPositiveParams(max_gap=4)
+    missed = range(8, 8 + short.max_gap + 1)
     rows = sprite_rows(a, [t for t in range(N) if t not in missed])
-    assert hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N)) == {}
-    longer = HardPositiveParams(max_gap=HP.max_gap + 1)
+    frames = render_frames(N, sprites=[a])
+    assert hard_positives(tmp_path, frames, detections(rows, N), short) == {}
+    longer = HardPositiveParams(max_gap=short.max_gap + 1)
     found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(rows, N), longer)
     assert sorted(found) == list(missed)
 
@@ -145,3 +147,17 @@ def test_bad_hard_positive_parameters():
         MinerParams(window=100_000)
     with pytest.raises(ConfigError, match=r"confident_score \(0.5\) must be above score_thr"):
         MinerParams(confident_score=0.5)
+
+
+def test_a_static_false_box_that_blinks_is_not_bridged(tmp_path):
+    """A box on the background, detected in runs of three frames with two-frame gaps: its
+    gaps look like misses (same picture on both sides, found again in the gap), but nothing
+    moves across them."""
+    box = (150.0, 60.0, 198.0, 124.0)
+    on = [t for t in range(N) if t % 5 < 3]
+    rows = [(t, *box, 0.9) for t in on]
+    frames = render_frames(N)
+    assert hard_positives(tmp_path, frames, detections(rows, N)) == {}
+    still = HardPositiveParams(min_motion=0.0)
+    found = hard_positives(tmp_path, frames, detections(rows, N), still)
+    assert found and all(t not in on for t in found)

@@ -69,6 +69,7 @@ HP_FLAGS: tuple[tuple[str, str, type], ...] = (
     ("--min-similarity", "min_similarity", float),
     ("--refine-margin", "refine_margin", float),
     ("--min-track-score", "min_track_score", float),
+    ("--min-motion", "min_motion", float),
 )
 
 

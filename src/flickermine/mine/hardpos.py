@@ -100,6 +100,16 @@ def _velocity(boxes: Box) -> Box:
     return (boxes[-1] - boxes[0]) / (len(boxes) - 1)
 
 
+def _moves(box_a: Box, box_b: Box, frames: int, min_motion: float) -> bool:
+    """Whether the object moved across the gap: its centre by at least ``min_motion`` of its
+    height per frame (a false box on static background that blinks does not move at all)."""
+    if min_motion <= 0:
+        return True
+    centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
+    height = max(1.0, float((box_a[3] - box_a[1] + box_b[3] - box_b[1]) / 2))
+    return float(np.hypot(*(centre(box_b) - centre(box_a)))) / frames >= min_motion * height
+
+
 def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLink]:
     """Pairs of tracks (ending, starting) bridged across a gap of 1..``max_gap`` frames."""
     tracks = [tr for tr in build_tracks(valid, params.link_iou) if len(tr) >= params.min_support]
@@ -122,7 +132,11 @@ def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLin
                 iou_b = iou_matrix(backward[None], before[-1:])[0, 0]
                 agreement = min(iou_f, iou_b)
                 near_gap = np.concatenate([score[tr[-4:]], score[tracks[j][:4]]])
-                if agreement >= params.link_iou and near_gap.mean() >= params.min_track_score:
+                if (
+                    agreement >= params.link_iou
+                    and near_gap.mean() >= params.min_track_score
+                    and _moves(before[-1], after[0], b - a, params.min_motion)
+                ):
                     candidates.append((agreement, i, j))
     links: list[GapLink] = []
     used_end: set[int] = set()

@@ -200,8 +200,9 @@ class HardPositiveParams:
     that starts where the first one was heading, is one object the detector missed in between.
 
     Attributes:
-        max_gap: longest run of missed frames that is bridged (default 4). Longer gaps find
-            more misses but link unrelated objects more often. At most :data:`MAX_SPAN`.
+        max_gap: longest run of missed frames that is bridged (default 24). Longer gaps find
+            more misses but link unrelated objects more often, and the miner holds
+            ``2 * max_gap + 1`` frames. At most :data:`MAX_SPAN`.
         min_support: detections the track must have on each side of the gap (default 2).
             Higher values trust only well-established objects: fewer, surer hard positives.
         link_iou: IoU needed to chain detections of consecutive frames into a track, and between
@@ -218,16 +219,22 @@ class HardPositiveParams:
         min_track_score: mean score the boxes next to the gap (up to four on each side) must
             reach (default 0.7). A track of weak boxes is often a loose box or a false
             detection that comes and goes; raising it keeps surer hard positives, fewer of them
-            (on PETS09-S2L1 with HOG: 0.66 precision with no limit, 0.81 at 0.7, 0.86 at 0.75).
+            (on PETS09-S2L1 with HOG and ``max_gap`` 4: 0.48 precision with no limit, 0.84 at
+            0.7).
+        min_motion: the object's centre must move at least this fraction of its height per
+            frame across the gap (default 0.005). A false box on static background that blinks
+            on and off looks alike on both sides and is found again in the gap, but does not
+            move; raising it also refuses misses of objects standing still.
     """
 
-    max_gap: int = 4
+    max_gap: int = 24
     min_support: int = 2
     link_iou: float = 0.3
     cover_iou: float = 0.3
     min_similarity: float = 0.6
     refine_margin: float = 0.25
     min_track_score: float = 0.7
+    min_motion: float = 0.005
 
     def __post_init__(self) -> None:
         for name in ("max_gap", "min_support"):
@@ -239,7 +246,7 @@ class HardPositiveParams:
                 f"max_gap: at most {MAX_SPAN} frames (the miner holds 2 * max_gap + 1 decoded "
                 f"frames), got {self.max_gap}"
             )
-        for name in ("link_iou", "cover_iou", "min_similarity", "min_track_score"):
+        for name in ("link_iou", "cover_iou", "min_similarity", "min_track_score", "min_motion"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}: expected a value in [0, 1], got {value!r}")

@@ -260,7 +260,8 @@ def start_model(runner: Runner, prepared: Prepared) -> tuple[Path, str]:
         _train(folder, prepared.labelled, cfg.category, None, cfg.start["train"],
                cfg.start["seed"])  # fmt: skip
 
-    key = {"data": prepared.key, "train": cfg.start["train"], "seed": cfg.start["seed"]}
+    key = {"data": prepared.key, "train": _resolved_train(cfg.start["train"]),
+           "seed": cfg.start["seed"]}  # fmt: skip
     folder = runner.stage("start", key, work)
     return folder / "final.pt", folder.name
 
@@ -281,6 +282,16 @@ def _train(
     config = TrainConfig(train=str(data[0]), images=str(data[1]), out=str(folder),
                          category=category, weights=chosen, seed=seed, **options)  # fmt: skip
     train(config, resume=(folder / "last.pt").exists())
+
+
+def _resolved_train(options: dict[str, Any]) -> dict[str, Any]:
+    """Every training option, defaults included (a changed default re-runs training)."""
+    from flickermine.train import TrainConfig
+
+    resolved = TrainConfig(**options).to_dict()
+    for key in ("train", "images", "out", "category", "val", "val_images"):
+        resolved.pop(key, None)
+    return resolved
 
 
 def detect_stage(runner: Runner, prepared: Prepared, model: Path, model_key: str) -> Path:
@@ -318,7 +329,13 @@ def mine_stage(runner: Runner, prepared: Prepared, dets: Path, arm: Arm) -> Path
             result = audit(folder, {k: v for k, v in prepared.unlabelled_gt.items()})
             atomic_write_text(folder / "audit.json", json.dumps(result, indent=2))
 
-    return runner.stage("mine", {"detections": dets.name, "mine": opts}, work)
+    # The resolved parameters, not the options as written: a changed default re-runs mining.
+    hp = hard_positive_params(opts)
+    resolved = {
+        "miner": miner_params(opts).to_dict(),
+        "hard_positives": hp.to_dict() if hp else None,
+    }
+    return runner.stage("mine", {"detections": dets.name, "mine": resolved}, work)
 
 
 def merge_stage(runner: Runner, prepared: Prepared, mined: Path) -> Path:
@@ -378,7 +395,8 @@ def train_stage(
     def work(folder: Path) -> None:
         _train(folder, data, cfg.category, model, cfg.finetune, seed)
 
-    key = {"data": data_key, "model": model_key, "finetune": cfg.finetune, "seed": seed}
+    key = {"data": data_key, "model": model_key, "finetune": _resolved_train(cfg.finetune),
+           "seed": seed}  # fmt: skip
     return runner.stage("train", key, work)
 
 
