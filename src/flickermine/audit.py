@@ -25,7 +25,6 @@ one video.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flickermine.errors import AuditError, ConfigError
+from flickermine.mine.outputs import mined_outputs
 from flickermine.structures import iou_matrix
 
 #: IoU at which a box counts as the annotated object.
@@ -316,37 +316,6 @@ def audit_verdicts(
     return counts
 
 
-def mined_videos(mined: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
-    """``(verdict table, summary)`` of every video in a mining output folder (or of the one
-    video whose summary ``S.json`` is given).
-
-    Raises:
-        AuditError: not a mining output, or a video whose verdicts are missing.
-    """
-    p = Path(mined)
-    if p.is_file() and p.suffix == ".json":
-        summaries = [p]
-    elif p.is_dir():
-        summaries = [
-            s for s in sorted(p.glob("*.json")) if (p / f"{s.stem}.verdicts.parquet").exists()
-        ]
-        if not summaries:
-            raise AuditError(f"{p}: not a mining output (no <video>.json with its verdicts)")
-    else:
-        raise AuditError(f"{p}: expected a mining output folder or a <video>.json summary")
-    out = []
-    for s in summaries:
-        try:
-            summary = json.loads(s.read_text())
-        except (OSError, ValueError) as exc:
-            raise AuditError(f"{s}: unreadable mining summary: {exc}") from None
-        verdicts = s.with_name(f"{s.stem}.verdicts.parquet")
-        if not isinstance(summary, dict) or not verdicts.is_file():
-            raise AuditError(f"{s}: not a mining summary with its verdict table")
-        out.append((verdicts, summary))
-    return out
-
-
 def audit(
     mined: str | os.PathLike[str],
     gt: str | os.PathLike[str] | dict[str, str | os.PathLike[str]],
@@ -367,7 +336,7 @@ def audit(
     """
     if not 0.0 < iou <= 1.0:
         raise ConfigError(f"iou: expected a value in (0, 1], got {iou}")
-    videos = mined_videos(mined)
+    videos = mined_outputs(mined)
     if isinstance(gt, dict):
         missing = [s.stem.removesuffix(".verdicts") for s, _ in videos]
         missing = [m for m in missing if m not in gt]

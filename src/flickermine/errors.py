@@ -45,3 +45,7 @@ class AuditError(FlickermineError, ValueError):
 
 class ReportError(FlickermineError):
     """A mining output that cannot be reported (names the file)."""
+
+
+class MiningOutputError(FlickermineError, ValueError):
+    """A folder or file that is not (or no longer) a complete mining output."""

@@ -23,12 +23,12 @@ from flickermine.audit import (
     AuditCounts,
     AuditError,
     GroundTruth,
-    mined_videos,
     read_ground_truth,
     score_frame_rows,
 )
 from flickermine.io import load_detections
 from flickermine.mine.flicker import iter_flickers
+from flickermine.mine.outputs import mined_outputs
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.video import VideoReader
 
@@ -102,7 +102,7 @@ def sweep(
         AuditError: a video or detection file recorded in a summary that no longer exists.
     """
     videos = []
-    for verdicts, summary in mined_videos(mined):
+    for verdicts, summary in mined_outputs(mined):
         stem = verdicts.name.removesuffix(".verdicts.parquet")
         video, det_path = Path(str(summary.get("video", ""))), Path(str(summary.get("detections")))
         for path, what in ((video, "video"), (det_path, "detection file")):

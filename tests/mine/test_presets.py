@@ -144,6 +144,9 @@ def test_config_file_and_flags_override_the_preset(tmp_path, capsys):
         read_params_file(cfg)
     assert main([*argv, "--out", str(tmp_path / "o2")]) == 2
     assert "windw" in capsys.readouterr().err
+    cfg.write_text("window: 0\n")
+    assert main([*argv, "--out", str(tmp_path / "o3")]) == 2
+    assert "mine.yaml: window: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_size_rule_needs_most_boxes_to_fit():

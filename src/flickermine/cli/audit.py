@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_write_text
-from flickermine.audit import MATCH_IOU, audit, format_audit, mined_videos
+from flickermine.audit import MATCH_IOU, audit, format_audit
 from flickermine.cli._common import add_quiet_argument, progress_bar
 from flickermine.errors import ConfigError
+from flickermine.mine.outputs import mined_outputs
 from flickermine.mine.params import PRESETS, HardPositiveParams, MinerParams
 from flickermine.tune import (
     DEFAULT_GRID,
@@ -120,5 +121,5 @@ def run_sweep(args: argparse.Namespace, folder: Path) -> None:
 
 def _hard_positive_params(mined: str) -> HardPositiveParams | None:
     """The hard-positive parameters the output was mined with (``None``: none mined)."""
-    recorded = mined_videos(mined)[0][1].get("params", {}).get("hard_positives")
+    recorded = mined_outputs(mined)[0][1].get("params", {}).get("hard_positives")
     return HardPositiveParams(**recorded) if isinstance(recorded, dict) else None

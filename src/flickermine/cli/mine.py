@@ -97,12 +97,17 @@ def hard_positive_params_from_args(args: argparse.Namespace) -> HardPositivePara
 
 def params_from_args(args: argparse.Namespace) -> MinerParams:
     """:class:`MinerParams` from ``--preset``, ``--config`` and the flags given."""
+    preset = getattr(args, "preset", None) or DEFAULT_PRESET
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
         values.update(read_params_file(args.config))
+        try:  # a bad value in the file names the file
+            MinerParams.preset(preset, **values)
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
     values.update({name: getattr(args, name) for _, _, name, _ in PARAM_FLAGS
                    if getattr(args, name) is not None})  # fmt: skip
-    return MinerParams.preset(getattr(args, "preset", None) or DEFAULT_PRESET, **values)
+    return MinerParams.preset(preset, **values)
 
 
 def add_parser(sub: Any) -> None:

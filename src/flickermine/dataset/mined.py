@@ -63,9 +63,22 @@ class MinedFrame:
             raise CocoError(f"{self.image}: cannot read the mined frame: {exc}") from None
 
 
-def example_id(stem: str, frame_number: int, which: str) -> str:
-    """The id of one mined box: ``<stem>/<frame number, 1-based>/<d<det> or m<k>>``."""
-    return f"{stem}/{frame_number}/{which}"
+def example_ids(stem: str, frames: Any, dets: Any, verdicts: Any) -> list[str]:
+    """The id of each verdict row (rows in frame order, as the table holds them): a detection
+    is ``<stem>/<frame number, 1-based>/d<det>``, the ``k``-th hard positive of a frame
+    ``<stem>/<frame number>/m<k>``. The review report and ``dataset merge --decisions`` name
+    boxes so."""
+    out, missed, last = [], 0, None
+    for t, det, verdict in zip(frames, dets, verdicts, strict=True):
+        number = int(t) + 1
+        missed = 0 if number != last else missed
+        last = number
+        if verdict == "hard_positive":
+            out.append(f"{stem}/{number}/m{missed}")
+            missed += 1
+        else:
+            out.append(f"{stem}/{number}/d{int(det)}")
+    return out
 
 
 def read_mined(path: str | os.PathLike[str]) -> list[MinedFrame]:
@@ -121,6 +134,7 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
     mined = np.unique(frame[(verdict == "hard_negative") | (verdict == "hard_positive")])
     frames_dir = summary_path.parent / "frames" / stem
     video = str(summary.get("video", stem))
+    ids = example_ids(stem, frame, det, verdict)
     out = []
     starts = np.searchsorted(frame, mined, side="left")
     stops = np.searchsorted(frame, mined, side="right")
@@ -133,17 +147,12 @@ def _read_native(summary_path: Path) -> list[MinedFrame]:
             image=image, video=video, frame=int(t) + 1, width=summary.get("width"),
             height=summary.get("height"), params=summary.get("params"), source=str(summary_path),
         )  # fmt: skip
-        missed = 0
         for r in rows:
             box = [round(float(v), 3) for v in xywh[r]]
             {"pseudo_positive": f.positives, "hard_positive": f.hard_positives,
              "hard_negative": f.hard_negatives}[verdict[r]].append(box)  # fmt: skip
-            if verdict[r] == "hard_positive":
-                box_id, missed = example_id(stem, int(t) + 1, f"m{missed}"), missed + 1
-            else:
-                box_id = example_id(stem, int(t) + 1, f"d{int(det[r])}")
             {"pseudo_positive": f.positive_ids, "hard_positive": f.hard_positive_ids,
-             "hard_negative": f.hard_negative_ids}[verdict[r]].append(box_id)  # fmt: skip
+             "hard_negative": f.hard_negative_ids}[verdict[r]].append(ids[r])  # fmt: skip
         out.append(f)
     return out
 

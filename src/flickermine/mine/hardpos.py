@@ -105,9 +105,9 @@ def _moves(box_a: Box, box_b: Box, frames: int, min_motion: float) -> bool:
     height per frame (a false box on static background that blinks does not move at all)."""
     if min_motion <= 0:
         return True
-    centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
+    shift = (box_b[:2] + box_b[2:]) / 2 - (box_a[:2] + box_a[2:]) / 2  # centre to centre
     height = max(1.0, float((box_a[3] - box_a[1] + box_b[3] - box_b[1]) / 2))
-    return float(np.hypot(*(centre(box_b) - centre(box_a)))) / frames >= min_motion * height
+    return float(np.hypot(*shift)) / frames >= min_motion * height
 
 
 def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLink]:

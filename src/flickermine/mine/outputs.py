@@ -40,7 +40,7 @@ from flickermine._atomic import (
     lock_exclusively,
     unlock,
 )
-from flickermine.errors import OutputExistsError
+from flickermine.errors import MiningOutputError, OutputExistsError
 from flickermine.mine.flicker import Exclusion, FrameVerdicts, Support
 from flickermine.mine.hardpos import HardPositive
 from flickermine.paths import remove_own_files
@@ -152,6 +152,37 @@ def discard_unclaimed(out_dir: Path, stem: str) -> None:
 def existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     """Outputs of ``stem`` that already exist."""
     return [p for p in output_paths(out_dir, stem).values() if p.exists()]
+
+
+def mined_outputs(mined: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """``(verdict table, summary)`` of every video of a mining output folder (or of the one
+    video whose summary ``S.json`` is given), in name order.
+
+    Raises:
+        MiningOutputError: not a mining output, an unreadable summary, missing verdicts.
+    """
+    p = Path(mined)
+    if p.is_file() and p.suffix == ".json":
+        summaries = [p]
+    elif p.is_dir():
+        summaries = [
+            s for s in sorted(p.glob("*.json")) if (p / f"{s.stem}.verdicts.parquet").exists()
+        ]
+        if not summaries:
+            raise MiningOutputError(f"{p}: not a mining output (no <video>.json with its verdicts)")
+    else:
+        raise MiningOutputError(f"{p}: expected a mining output folder or a <video>.json summary")
+    out = []
+    for s in summaries:
+        try:
+            summary = json.loads(s.read_text())
+        except (OSError, ValueError) as exc:
+            raise MiningOutputError(f"{s}: unreadable mining summary: {exc}") from None
+        verdicts = s.with_name(f"{s.stem}.verdicts.parquet")
+        if not isinstance(summary, dict) or not verdicts.is_file():
+            raise MiningOutputError(f"{s}: not a mining summary with its verdict table")
+        out.append((verdicts, summary))
+    return out
 
 
 def _direction_text(kind: int, offset: int) -> str:

@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
-from flickermine.dataset.mined import example_id
+from flickermine.dataset.mined import example_ids
 from flickermine.errors import ConfigError, ReportError
+from flickermine.mine.outputs import mined_outputs
 from flickermine.paths import safe_component
 
 #: Largest side of a thumbnail (pixels) and the context around the box (fraction of its size).
@@ -52,33 +53,20 @@ def find_videos(mined: list[str | os.PathLike[str]]) -> list[Video]:
     """The videos of mining output folders (or of single ``<video>.json`` summaries).
 
     Raises:
-        ReportError: a path that is not a mining output, a video whose verdict table is missing
-            or unreadable, two videos with one name.
+        MiningOutputError: a path that is not a mining output (see
+            :func:`~flickermine.mine.outputs.mined_outputs`).
+        ReportError: two videos with one name.
     """
     out: list[Video] = []
     for m in mined:
-        p = Path(m)
-        if p.is_dir():
-            summaries = [s for s in sorted(p.glob("*.json"))
-                         if (p / f"{s.stem}.verdicts.parquet").exists()]  # fmt: skip
-            if not summaries:
-                raise ReportError(f"{p}: not a mining output (no <video>.json with its verdicts)")
-        elif p.suffix == ".json" and p.is_file():
-            summaries = [p]
-        else:
-            raise ReportError(f"{p}: expected a mining output folder or a <video>.json summary")
-        for s in summaries:
-            try:
-                summary = json.loads(s.read_text())
-            except (OSError, ValueError) as exc:
-                raise ReportError(f"{s}: unreadable mining summary: {exc}") from None
-            verdicts = s.with_name(f"{s.stem}.verdicts.parquet")
-            if not isinstance(summary, dict) or not verdicts.is_file():
-                raise ReportError(f"{s}: not a mining summary with its verdict table")
-            stem = safe_component(s.stem, f"{s}: the video's name")
+        for verdicts, summary in mined_outputs(m):
+            summary_path = verdicts.with_name(verdicts.name.replace(".verdicts.parquet", ".json"))
+            stem = safe_component(summary_path.stem, f"{summary_path}: the video's name")
             if any(v.stem == stem for v in out):
-                raise ReportError(f"{s}: a second video named {stem!r}; report them separately")
-            out.append(Video(stem, summary, verdicts, s.parent))
+                raise ReportError(
+                    f"{summary_path}: a second video named {stem!r}; report them separately"
+                )
+            out.append(Video(stem, summary, verdicts, verdicts.parent))
     return out
 
 
@@ -104,22 +92,17 @@ def reason_kind(reason: str) -> str:
 def examples_of(video: Video, pseudo_positives: bool) -> list[dict[str, Any]]:
     """The examples of one video (ids as ``dataset merge --decisions`` reads them)."""
     out = []
-    missed: dict[int, int] = {}
     rows = sorted(_rows(video), key=lambda r: r["frame"])
+    columns = ([r[k] for r in rows] for k in ("frame", "det", "verdict"))
+    ids = example_ids(video.stem, *columns)
     # Pseudo-positives of the mined frames only: the frames written, and merged.
     mined = {r["frame"] for r in rows if r["verdict"] != "pseudo_positive"}
-    for r in rows:
-        frame = int(r["frame"]) + 1
-        if r["verdict"] == "hard_positive":
-            k = missed.get(frame, 0)
-            missed[frame] = k + 1
-            which = f"m{k}"
-        else:
-            which = f"d{int(r['det'])}"
+    for r, example in zip(rows, ids, strict=True):
         if r["verdict"] == "pseudo_positive" and not (pseudo_positives and r["frame"] in mined):
             continue
+        frame = int(r["frame"]) + 1
         out.append({
-            "id": example_id(video.stem, frame, which), "video": video.stem, "frame": frame,
+            "id": example, "video": video.stem, "frame": frame,
             "verdict": r["verdict"], "reason": r["reason"] or "",
             "kind": reason_kind(r["reason"] or ""), "score": r["score"],
             "box": [round(float(r[c]), 1) for c in ("x1", "y1", "x2", "y2")],
