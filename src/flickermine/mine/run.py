@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -432,6 +432,46 @@ class JobOutcome:
     skipped: bool = False
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """How every video of a batch is mined (what :func:`mine_video` gets besides the video)."""
+
+    out: Path
+    params: MinerParams
+    hard_positives: HardPositiveParams | None
+    redo: bool  # replace outputs an earlier run left (--overwrite or --resume)
+    partial: bool
+    decoder: str
+
+    def mine(self, job: MineJob, progress: ProgressCallback | None) -> dict[str, Any]:
+        return mine_video(
+            job.video, job.detections, self.out, self.params,
+            overwrite=self.redo, partial=self.partial, hard_positives=self.hard_positives,
+            progress=progress, decoder=self.decoder,
+        )  # fmt: skip
+
+    def is_done(self, job: MineJob) -> bool:
+        return is_done(job, self.out, self.params, self.hard_positives)
+
+
+@dataclass
+class _Tally:
+    """The outcomes of a batch so far, handed to ``on_done`` as they come."""
+
+    on_done: Callable[[JobOutcome], None] | None
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    #: Times a video was being mined when a worker died that is not known to have mined it.
+    strikes: dict[str, int] = field(default_factory=dict)
+
+    def record(self, outcome: JobOutcome) -> None:
+        self.outcomes.append(outcome)
+        if self.on_done:
+            self.on_done(outcome)
+
+    def finished(self) -> set[str]:
+        return {outcome.job.stem for outcome in self.outcomes}
+
+
 _progress_queue: Any = None  # a worker process's channel for progress (see _worker_init)
 _started_by: Any = None  # shared with the parent: the pid of the worker that took each job
 _stop_requested = False  # a worker process was asked to stop (SIGTERM from the parent)
@@ -465,10 +505,7 @@ def _request_stop(signum: int, frame: Any) -> None:
     _stop_requested = True
 
 
-def _worker(
-    args: tuple[MineJob, str, MinerParams, HardPositiveParams | None, bool, bool, str, int],
-) -> dict[str, Any]:
-    job, out_dir, params, hard_positives, overwrite, partial, decoder, number = args
+def _worker(job: MineJob, settings: _Settings, number: int) -> dict[str, Any]:
     queue = _progress_queue
     if _started_by is not None:  # shared memory: known to the parent at once, should we die
         _started_by[number] = os.getpid()
@@ -483,11 +520,7 @@ def _worker(
     # report (or once it is complete); between videos at once (the default action).
     signal.signal(signal.SIGTERM, _request_stop)
     try:
-        return mine_video(
-            job.video, job.detections, out_dir, params,
-            overwrite=overwrite, partial=partial, hard_positives=hard_positives, progress=report,
-            decoder=decoder,  # resolved by mine_many (see pool_decoder)
-        )  # fmt: skip
+        return settings.mine(job, report)  # decoder resolved by mine_many (see pool_decoder)
     except KeyboardInterrupt:
         os._exit(130)
     finally:
@@ -521,46 +554,34 @@ def mine_many(
         raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
-    params = params or MinerParams.preset(DEFAULT_PRESET)
     out = Path(out_dir)
     check_outputs(jobs, out)
-    outcomes: list[JobOutcome] = []
+    params = params or MinerParams.preset(DEFAULT_PRESET)
+    tally = _Tally(on_done)
     todo: list[MineJob] = []
     for job in jobs:
         if resume and is_done(job, out, params, hard_positives):
-            outcome = JobOutcome(job, skipped=True)
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
+            tally.record(JobOutcome(job, skipped=True))
         else:
             todo.append(job)
-    redo = overwrite or resume
+    if workers > 1:
+        decoder = pool_decoder(decoder, workers)
+    settings = _Settings(out, params, hard_positives, overwrite or resume, partial, decoder)
     if workers <= 1:
         for job in todo:
             outcome = JobOutcome(job)
             try:
-                outcome.summary = mine_video(
-                    job.video, job.detections, out, params,
-                    overwrite=redo, partial=partial, hard_positives=hard_positives,
-                    progress=progress, decoder=decoder,
-                )  # fmt: skip
+                outcome.summary = settings.mine(job, progress)
             except FlickermineError as exc:
                 outcome.error = str(exc)
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
-        return outcomes
+            tally.record(outcome)
+        return tally.outcomes
     # A worker that dies (killed for memory, a crash in a decoder) breaks the pool: its video
     # is reported as failed and the others go on in a fresh pool.
     remaining = todo
-    decoder = pool_decoder(decoder, workers)
-    strikes: dict[str, int] = {}  # times a video was being mined when an unknown worker died
     while remaining:
-        remaining = _run_pool(
-            remaining, out, params, hard_positives, redo, partial, decoder, workers, progress,
-            outcomes, on_done, strikes,
-        )  # fmt: skip
-    return outcomes
+        remaining = _run_pool(remaining, settings, workers, progress, tally)
+    return tally.outcomes
 
 
 #: Exit codes of workers that the pool or the parent stopped (not the one that died).
@@ -569,17 +590,10 @@ _STOPPED = (0, 130, -signal.SIGTERM)
 
 def _run_pool(
     jobs: list[MineJob],
-    out: Path,
-    params: MinerParams,
-    hard_positives: HardPositiveParams | None,
-    redo: bool,
-    partial: bool,
-    decoder: str,
+    settings: _Settings,
     workers: int,
     progress: ProgressCallback | None,
-    outcomes: list[JobOutcome],
-    on_done: Callable[[JobOutcome], None] | None,
-    strikes: dict[str, int],
+    tally: _Tally,
 ) -> list[MineJob]:
     """Mine ``jobs`` in a pool of worker processes; returns the jobs to redo in a fresh pool
     when a worker died (the video it was mining is recorded as failed)."""
@@ -591,39 +605,15 @@ def _run_pool(
         initializer=_worker_init, initargs=(queue, started_by, os.getpid()),
     )  # fmt: skip
     futures: dict[Future[dict[str, Any]], MineJob] = {
-        pool.submit(
-            _worker, (job, str(out), params, hard_positives, redo, partial, decoder, number)
-        ): job
-        for number, job in enumerate(jobs)
+        pool.submit(_worker, job, settings, number): job for number, job in enumerate(jobs)
     }
     processes = dict(getattr(pool, "_processes", {}))  # pid -> process, all started by now
     # Outputs an earlier run left, which these workers do not replace (they refuse them): never
     # to be removed when this pool breaks.
-    theirs = set() if redo else {job.stem for job in jobs if existing_outputs(out, job.stem)}
-    finished: set[str] = set()
-    pending = set(futures)
-    broken = False
-
-    def record(outcome: JobOutcome) -> None:
-        finished.add(outcome.job.stem)
-        outcomes.append(outcome)
-        if on_done:
-            on_done(outcome)
-
+    out = settings.out
+    theirs = set() if settings.redo else {j.stem for j in jobs if existing_outputs(out, j.stem)}
     try:
-        while pending and not broken:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _report_progress(queue, progress)
-            for fut in done:
-                outcome = JobOutcome(futures[fut])
-                try:
-                    outcome.summary = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    continue
-                except FlickermineError as exc:
-                    outcome.error = str(exc)
-                record(outcome)
+        broken = _collect(futures, queue, progress, tally)
     except BaseException:
         # Ctrl-C (or a failure): no new video starts, and the videos being mined stop now,
         # each removing its partial outputs; finished videos are kept (--resume skips them).
@@ -638,44 +628,89 @@ def _run_pool(
     queue.close()
     if not broken:
         return []
-    by_stem = {job.stem: job for job in jobs}
     # Each worker's last video (it mines one at a time, in the order it took them).
     mining = {pid: jobs[number].stem for number, pid in enumerate(started_by) if pid}
     dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode not in _STOPPED}
+    _record_dead(jobs, mining, dead, theirs, settings, tally)
+    # The videos the stopped workers had taken: finished ones (their result was lost with the
+    # pool) are kept; the others are removed, to be mined again.
+    finished = tally.finished()
+    for number, job in enumerate(jobs):
+        if started_by[number] and job.stem not in finished and job.stem not in theirs:
+            if settings.is_done(job):
+                summary = json.loads(output_paths(out, job.stem)["summary"].read_text())
+                tally.record(JobOutcome(job, summary=summary))
+            else:
+                discard_unclaimed(out, job.stem)
+    finished = tally.finished()
+    return [job for job in jobs if job.stem not in finished]
+
+
+def _collect(
+    futures: dict[Future[dict[str, Any]], MineJob],
+    queue: Any,
+    progress: ProgressCallback | None,
+    tally: _Tally,
+) -> bool:
+    """Record the videos as their workers finish them; ``True`` when the pool broke (a
+    worker died) before all were done."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        _report_progress(queue, progress)
+        broken = False
+        for fut in done:
+            outcome = JobOutcome(futures[fut])
+            try:
+                outcome.summary = fut.result()
+            except BrokenProcessPool:
+                broken = True
+                continue
+            except FlickermineError as exc:
+                outcome.error = str(exc)
+            tally.record(outcome)
+        if broken:
+            return True
+    return False
+
+
+def _record_dead(
+    jobs: list[MineJob],
+    mining: dict[int, str],
+    dead: dict[int, int | None],
+    theirs: set[str],
+    settings: _Settings,
+    tally: _Tally,
+) -> None:
+    """Record as failed the videos whose worker died (``mining``: each worker's last video;
+    ``dead``: the exit codes of the workers that died). When it is not known which worker
+    died, every video being mined is suspect, and fails the second time."""
+    finished = tally.finished()
     culprits = {
         mining[pid]: code
         for pid, code in dead.items()
         if pid in mining and mining[pid] not in finished
     }
-    if not culprits:  # not known which: every video being mined is suspect, failed at the 2nd
+    if not culprits:
         for stem in set(mining.values()) - finished:
-            strikes[stem] = strikes.get(stem, 0) + 1
-            if strikes[stem] >= 2:
+            tally.strikes[stem] = tally.strikes.get(stem, 0) + 1
+            if tally.strikes[stem] >= 2:
                 culprits[stem] = next(iter(dead.values()), None)
         if not mining:
             raise FlickermineError(
-                f"{out}: worker processes died before mining anything (exit codes "
+                f"{settings.out}: worker processes died before mining anything (exit codes "
                 f"{sorted(str(c) for c in dead.values())}); try --workers 1"
             )
+    by_stem = {job.stem: job for job in jobs}
     for stem, code in culprits.items():
         if stem not in theirs:
-            discard_unclaimed(out, stem)  # what the dead worker left half written
+            discard_unclaimed(settings.out, stem)  # what the dead worker left half written
         outcome = JobOutcome(by_stem[stem])
         outcome.error = (
             f"{by_stem[stem].video}: the worker process mining it died ({_exit_text(code)}); "
             "its other videos go on in new workers"
         )
-        record(outcome)
-    # The videos the stopped workers had taken: finished ones (their result was lost with the
-    # pool) are kept; the others are removed, to be mined again.
-    for number, job in enumerate(jobs):
-        if started_by[number] and job.stem not in finished:
-            if is_done(job, out, params, hard_positives) and job.stem not in theirs:
-                summary = json.loads(output_paths(out, job.stem)["summary"].read_text())
-                record(JobOutcome(job, summary=summary))
-            elif job.stem not in theirs:
-                discard_unclaimed(out, job.stem)
-    return [job for job in jobs if job.stem not in finished]
+        tally.record(outcome)
 
 
 def _exit_text(code: int | None) -> str:
