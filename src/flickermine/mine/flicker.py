@@ -355,7 +355,7 @@ class PixelFreeSupport:
     Walking outward, empty neighbours are skipped, and the first non-empty one supports a
     candidate when one of its boxes overlaps the candidate's own box: no template match is
     needed then (a candidate whose walk needs one is *undecided*). Support codes and offsets
-    are the ones :func:`_judge_frame` records.
+    are the ones :meth:`_Judging._walk_support` records.
 
     Attributes:
         before, after: ``(N,)`` :class:`Support` codes per valid detection (``NOT_SEARCHED``
@@ -415,7 +415,7 @@ def support_without_pixels(
                 undecided[rows[~overlap]] = True
             walking = walking[~nonempty]
         support[d][walking] = Support.NONE
-        # As in _judge_frame, the other direction is walked only for boxes this one left
+        # As in _Judging._walk_support, the other direction is walked only for boxes this one left
         # unsupported; undecided boxes are left to the template search.
         pending = pending[support[d][pending] == Support.NONE]
     needs = np.zeros(n, np.bool_)
@@ -528,6 +528,65 @@ def iter_flickers(
         :class:`FrameVerdicts`, in frame order, for each examined frame holding at least one
         valid detection and for each frame holding a hard positive.
     """
+    video = _plan_video(detections, params, width, height, hard_positives)
+    if callable(frames):
+        frames = frames(video.pixel_needs())
+    yield from _judged_in_order(frames, video, threads)
+
+
+@dataclass
+class _VideoPlan:
+    """What the whole video's detections decide before any image is read, and the judging of
+    one frame from it."""
+
+    params: MinerParams
+    hard_positives: HardPositiveParams | None
+    valid: VideoDetections  # the boxes judged (at or above the score threshold)
+    support: VideoDetections  # the boxes that may support them (at or above the support score)
+    det_index: npt.NDArray[np.int64]  # each valid box's position among its frame's detections
+    codes: npt.NDArray[np.int8]  # Exclusion codes of the valid boxes
+    sizes: SizeFit | None  # the size rule (None when it is off)
+    gaps: dict[int, list[GapFrame]]  # planned hard-positive gaps, by frame
+    pixel_free: PixelFreeSupport  # support decided without pixels
+    pixel_free_hn: npt.NDArray[np.bool_]  # hard negatives known without pixels
+    #: Appearance agreement across each gap (by ``id`` of its link), shared by its frames.
+    alike: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def lag(self) -> int:
+        """Frames after ``t`` needed to judge frame ``t``."""
+        gap = self.hard_positives.max_gap if self.hard_positives else 0
+        return max(self.params.window, gap)
+
+    def pixel_needs(self) -> PixelNeeds:
+        flagged = self.sizes.outlier if self.sizes is not None else None
+        return pixel_needs(self.valid, self.pixel_free, self.gaps, flagged)
+
+    def job(self, buffer: deque[Frame], t: int) -> FrameVerdicts | _Judging | None:
+        """The verdicts of frame ``t`` when they need no image search (or ``None`` when it
+        has nothing to judge), else the work that finds them. ``buffer``: the decoded frames
+        around ``t``."""
+        offsets, w, n = self.valid.frame_offsets, self.params.window, self.valid.num_frames
+        sl = slice(int(offsets[t]), int(offsets[t + 1]))
+        judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= buffer[-1].index
+        gaps = self.gaps.get(t, [])
+        if not judge_hn and not gaps:
+            return None
+        if judge_hn and not gaps and not self.pixel_free.needs_pixels[t]:
+            frame = buffer[t - buffer[0].index]
+            return _pixel_free_verdicts(frame, self, sl)
+        if not judge_hn:
+            sl = slice(sl.start, sl.start)
+        return _Judging(self, tuple(buffer), t, sl, gaps)
+
+
+def _plan_video(
+    detections: VideoDetections,
+    params: MinerParams,
+    width: int,
+    height: int,
+    hard_positives: HardPositiveParams | None,
+) -> _VideoPlan:
     clipped = dataclasses.replace(detections, xyxy=clip_xyxy(detections.xyxy, width, height))
     valid_mask = clipped.score >= params.score_threshold
     rows = np.flatnonzero(valid_mask)
@@ -544,43 +603,33 @@ def iter_flickers(
     if sizes is not None and sizes.active:  # a gap bridged by loose boxes is no object
         plan = {t: kept for t, gaps in plan.items()
                 if (kept := [g for g in gaps if sizes.fits(g.box)])}  # fmt: skip
-    w = params.window
-    lag = max(w, hard_positives.max_gap if hard_positives else 0)
-    n = valid.num_frames
-    buffer: deque[Frame] = deque(maxlen=2 * lag + 1)
-    alike: dict[int, float] = {}  # appearance agreement across each gap, by id(link)
-
     pixel_free = support_without_pixels(valid, codes, params, support)
     pixel_free_hn = (pixel_free.before == Support.NONE) & (pixel_free.after == Support.NONE)
     if sizes is not None:
         pixel_free_hn |= sizes.outlier
-    offsets = valid.frame_offsets
-    if callable(frames):
-        flagged = sizes.outlier if sizes is not None else None
-        frames = frames(pixel_needs(valid, pixel_free, plan, flagged))
+    return _VideoPlan(params, hard_positives, valid, support, det_index, codes, sizes, plan,
+                      pixel_free, pixel_free_hn)  # fmt: skip
 
-    def submit(
-        pool: ThreadPoolExecutor, t: int
-    ) -> Future[FrameVerdicts | None] | FrameVerdicts | None:
-        sl = slice(int(offsets[t]), int(offsets[t + 1]))
-        judge_hn = sl.stop > sl.start and w <= t <= n - 1 - w and t + w <= buffer[-1].index
-        gaps = plan.get(t, [])
-        if not judge_hn and not gaps:
-            return None
-        if judge_hn and not gaps and not pixel_free.needs_pixels[t]:
-            return _pixel_free_verdicts(buffer[t - buffer[0].index], valid, det_index, codes, sl,
-                                        pixel_free, pixel_free_hn, sizes)  # fmt: skip
-        if not judge_hn:
-            sl = slice(sl.start, sl.start)
-        window = tuple(buffer)
-        args = (window, t, valid, support, det_index[sl], codes[sl], sl, params, gaps,
-                hard_positives, alike, sizes)  # fmt: skip
-        return pool.submit(_judge_frame, *args) if threads > 0 else _judge_frame(*args)
 
-    # Frames needing template matches are judged in worker threads (template matching and
-    # decoding release the GIL); results are handed out in frame order, with a bounded number
-    # in flight.
+def _judged_in_order(
+    frames: Iterable[Frame], video: _VideoPlan, threads: int
+) -> Iterator[FrameVerdicts]:
+    """Judge each frame once the frames it needs have arrived. Frames needing template
+    matches are judged in worker threads (template matching and decoding release the GIL);
+    results are handed out in frame order, with a bounded number in flight."""
+    lag, n = video.lag, video.valid.num_frames
+    buffer: deque[Frame] = deque(maxlen=2 * lag + 1)
     in_flight: deque[Future[FrameVerdicts | None] | FrameVerdicts] = deque()
+
+    def start(pool: ThreadPoolExecutor, t: int) -> None:
+        job = video.job(buffer, t)
+        result: Future[FrameVerdicts | None] | FrameVerdicts | None = None
+        if isinstance(job, _Judging):
+            result = pool.submit(job.run) if threads > 0 else job.run()
+        else:
+            result = job
+        if result is not None:
+            in_flight.append(result)
 
     def ready() -> bool:
         head = in_flight[0]
@@ -595,16 +644,15 @@ def iter_flickers(
             if frame.index >= n:
                 break
             buffer.append(frame)
-            if frame.index >= lag and (job := submit(pool, frame.index - lag)) is not None:
-                in_flight.append(job)
+            if frame.index >= lag:
+                start(pool, frame.index - lag)
             while len(in_flight) > 4 * max(1, threads) or (in_flight and ready()):
                 if (result := pop()) is not None:
                     yield result
         if buffer:
             last = buffer[-1].index
             for t in range(max(0, last - lag + 1), last + 1):
-                if (job := submit(pool, t)) is not None:
-                    in_flight.append(job)
+                start(pool, t)
         while in_flight:
             if (result := pop()) is not None:
                 yield result
@@ -640,109 +688,114 @@ def _size_rule(
     return dataclasses.replace(fit, ratio=ratio, outlier=outlier)
 
 
-def _pixel_free_verdicts(
-    frame: Frame,
-    valid: VideoDetections,
-    det_index: npt.NDArray[np.int64],
-    codes: npt.NDArray[np.int8],
-    sl: slice,
-    support: PixelFreeSupport,
-    hard_negative: npt.NDArray[np.bool_],
-    sizes: SizeFit | None,
-) -> FrameVerdicts:
-    """Verdicts of a frame whose candidates were all decided without pixels
-    (``hard_negative``: the whole video's, from ``support`` and ``sizes``)."""
+def _pixel_free_verdicts(frame: Frame, video: _VideoPlan, sl: slice) -> FrameVerdicts:
+    """Verdicts of a frame whose candidates were all decided without pixels."""
+    support, sizes = video.pixel_free, video.sizes
     return FrameVerdicts(
         frame=frame,
-        det_index=det_index[sl],
-        xyxy=valid.xyxy[sl],
-        score=valid.score[sl],
-        exclusion=codes[sl],
+        det_index=video.det_index[sl],
+        xyxy=video.valid.xyxy[sl],
+        score=video.valid.score[sl],
+        exclusion=video.codes[sl],
         before=support.before[sl],
         after=support.after[sl],
         before_offset=support.before_offset[sl],
         after_offset=support.after_offset[sl],
-        hard_negative=hard_negative[sl],
+        hard_negative=video.pixel_free_hn[sl],
         size_ratio=None if sizes is None else sizes.ratio[sl],
         size_outlier=None if sizes is None else sizes.outlier[sl],
     )
 
 
-def _judge_frame(
-    window: tuple[Frame, ...],
-    t: int,
-    valid: VideoDetections,
-    support_dets: VideoDetections,
-    det_index: npt.NDArray[np.int64],
-    code: npt.NDArray[np.int8],
-    sl: slice,
-    params: MinerParams,
-    gaps: list[GapFrame],
-    hp_params: HardPositiveParams | None,
-    alike: dict[int, float],
-    sizes: SizeFit | None,
-) -> FrameVerdicts | None:
-    base = window[0].index
-    current = window[t - base]
-    w = params.window
-    xyxy, score = valid.xyxy[sl], valid.score[sl]
-    k = len(score)
-    support = {-1: np.zeros(k, np.int8), 1: np.zeros(k, np.int8)}
-    offset = {-1: np.zeros(k, np.int16), 1: np.zeros(k, np.int16)}
-    pending = np.flatnonzero(code == Exclusion.CANDIDATE)
-    for direction in (-1, 1):
-        todo = pending
-        for step in range(1, w + 1):
-            if todo.size == 0:
-                break
-            u = t + direction * step
-            neighbours = support_dets.xyxy[support_dets.frame_slice(u)]
-            if neighbours.shape[0] == 0:
-                continue  # an empty neighbour neither supports nor refutes
-            offset[direction][todo] = direction * step
-            own = iou_matrix(xyxy[todo], neighbours).max(axis=1) > params.iou_threshold
-            support[direction][todo[own]] = Support.OVERLAP
-            still = []
-            for i in todo[~own]:
-                gray_u = window[u - base].gray
-                outcome = probe_neighbour(current.gray, gray_u, xyxy[i], neighbours, params)
-                if outcome is None:
-                    still.append(i)
-                else:
-                    support[direction][i] = outcome
-            todo = np.asarray(still, dtype=np.int64)
-        support[direction][todo] = Support.NONE
-        # The other direction only matters for boxes this one left unsupported.
-        pending = pending[support[direction][pending] == Support.NONE]
-    hard_negative = (support[-1] == Support.NONE) & (support[1] == Support.NONE)
-    if sizes is not None:
-        hard_negative |= sizes.outlier[sl]
-    found: list[HardPositive] = []
-    for gap in gaps:
-        assert hp_params is not None  # gaps are only planned with parameters
-        gray_a, gray_b = window[gap.link.a - base].gray, window[gap.link.b - base].gray
-        key = id(gap.link)
-        if key not in alike:
-            alike[key] = sides_alike(gray_a, gray_b, gap.link, hp_params)
-        if alike[key] < hp_params.min_similarity:
-            continue
-        hp = refine_gap(current.gray, gray_a, gray_b, gap, hp_params)
-        if hp is not None:
-            found.append(hp)
-    if k == 0 and not found:
-        return None
-    return FrameVerdicts(
-        frame=current,
-        det_index=det_index,
-        xyxy=xyxy,
-        score=score,
-        exclusion=code,
-        before=support[-1],
-        after=support[1],
-        before_offset=offset[-1],
-        after_offset=offset[1],
-        hard_negative=hard_negative,
-        hard_positives=tuple(found),
-        size_ratio=None if sizes is None else sizes.ratio[sl],
-        size_outlier=None if sizes is None else sizes.outlier[sl],
-    )
+@dataclass(frozen=True)
+class _Judging:
+    """The judging of frame ``t`` that needs images: the support walks of its candidates
+    (those ``sl`` selects; empty when only hard positives are sought) and its ``gaps``."""
+
+    video: _VideoPlan
+    window: tuple[Frame, ...]
+    t: int
+    sl: slice
+    gaps: list[GapFrame]
+
+    def frame(self, u: int) -> Frame:
+        return self.window[u - self.window[0].index]
+
+    def run(self) -> FrameVerdicts | None:
+        video, sl, sizes = self.video, self.sl, self.video.sizes
+        before, after, before_offset, after_offset = self._walk_support()
+        hard_negative = (before == Support.NONE) & (after == Support.NONE)
+        if sizes is not None:
+            hard_negative |= sizes.outlier[sl]
+        found = self._hard_positives()
+        if sl.stop == sl.start and not found:
+            return None
+        return FrameVerdicts(
+            frame=self.frame(self.t),
+            det_index=video.det_index[sl],
+            xyxy=video.valid.xyxy[sl],
+            score=video.valid.score[sl],
+            exclusion=video.codes[sl],
+            before=before,
+            after=after,
+            before_offset=before_offset,
+            after_offset=after_offset,
+            hard_negative=hard_negative,
+            hard_positives=found,
+            size_ratio=None if sizes is None else sizes.ratio[sl],
+            size_outlier=None if sizes is None else sizes.outlier[sl],
+        )
+
+    def _walk_support(self) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8],
+                                     npt.NDArray[np.int16], npt.NDArray[np.int16]]:  # fmt: skip
+        """Support codes and offsets before and after, for every box of the frame: the
+        reference walk (docs/method.md §3), frame by frame out to the window."""
+        video, t = self.video, self.t
+        params, xyxy = video.params, video.valid.xyxy[self.sl]
+        current = self.frame(t).gray
+        k = len(xyxy)
+        support = {-1: np.zeros(k, np.int8), 1: np.zeros(k, np.int8)}
+        offset = {-1: np.zeros(k, np.int16), 1: np.zeros(k, np.int16)}
+        pending = np.flatnonzero(video.codes[self.sl] == Exclusion.CANDIDATE)
+        for direction in (-1, 1):
+            todo = pending
+            for step in range(1, params.window + 1):
+                if todo.size == 0:
+                    break
+                u = t + direction * step
+                neighbours = video.support.xyxy[video.support.frame_slice(u)]
+                if neighbours.shape[0] == 0:
+                    continue  # an empty neighbour neither supports nor refutes
+                offset[direction][todo] = direction * step
+                own = iou_matrix(xyxy[todo], neighbours).max(axis=1) > params.iou_threshold
+                support[direction][todo[own]] = Support.OVERLAP
+                still = []
+                for i in todo[~own]:
+                    gray_u = self.frame(u).gray
+                    outcome = probe_neighbour(current, gray_u, xyxy[i], neighbours, params)
+                    if outcome is None:
+                        still.append(i)
+                    else:
+                        support[direction][i] = outcome
+                todo = np.asarray(still, dtype=np.int64)
+            support[direction][todo] = Support.NONE
+            # The other direction only matters for boxes this one left unsupported.
+            pending = pending[support[direction][pending] == Support.NONE]
+        return support[-1], support[1], offset[-1], offset[1]
+
+    def _hard_positives(self) -> tuple[HardPositive, ...]:
+        """The missed objects found in the frame's gaps (docs/method.md §4)."""
+        found: list[HardPositive] = []
+        hp_params, alike = self.video.hard_positives, self.video.alike
+        for gap in self.gaps:
+            assert hp_params is not None  # gaps are only planned with parameters
+            gray_a, gray_b = self.frame(gap.link.a).gray, self.frame(gap.link.b).gray
+            key = id(gap.link)
+            if key not in alike:
+                alike[key] = sides_alike(gray_a, gray_b, gap.link, hp_params)
+            if alike[key] < hp_params.min_similarity:
+                continue
+            hp = refine_gap(self.frame(self.t).gray, gray_a, gray_b, gap, hp_params)
+            if hp is not None:
+                found.append(hp)
+        return tuple(found)
