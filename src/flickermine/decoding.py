@@ -132,109 +132,142 @@ def _plane(av_frame: Any, k: int, rows: int, cols: int) -> npt.NDArray[np.uint8]
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
 
 
+@dataclass(frozen=True)
+class _ChildEnds:
+    """The child's ends of the pipes, and the parent's ends it inherited with the fork."""
+
+    data: Connection  # frames and counts, to the parent
+    free: Connection  # slots the parent no longer uses
+    control: Connection  # the needs and limit, when not known at the start
+    parents: tuple[Connection, ...] = ()
+
+
+class _SlotWriter:
+    """Writes the images the parent reads into the shared slots (in the child)."""
+
+    def __init__(
+        self, reader: VideoReader, buffer: mmap.mmap, slots: int, shape: tuple[int, int],
+        free: Connection,
+    ) -> None:  # fmt: skip
+        self.reader, self.buffer, self.shape, self.free = reader, buffer, shape, free
+        self.gray_size = shape[0] * shape[1]
+        self.available = list(range(slots - 1, -1, -1))  # a stack: recently freed reused first
+        self.freed = _readable(free)
+
+    def message(self, frame: Frame, needs: PixelNeeds) -> tuple[Any, ...] | None:
+        """Put the images ``needs`` wants of ``frame`` in a free slot; the message that
+        tells the parent (``None`` when it wants none)."""
+        i = frame.index
+        want_gray = i < len(needs.gray) and bool(needs.gray[i])
+        want_colour = i < len(needs.bgr) and bool(needs.bgr[i])
+        if not (want_gray or want_colour):
+            return None
+        if not self.available or self.freed.poll(0):
+            self.available.extend(_recv(self.free))  # blocks only when every slot is held
+        slot = self.available.pop()
+        base = slot * self.gray_size * 4
+        height, width = self.shape
+        fmt = frame._av.format.name if frame._av is not None else ""
+        planar = (
+            want_colour
+            and fmt in _PLANAR_420
+            and height % 2 == 0
+            and width % 2 == 0
+            and self.reader.rotation == 0  # turned planes would not rebuild PyAV's colours
+        )
+        if want_gray or planar:
+            self._view(base, self.gray_size).reshape(self.shape)[...] = frame.gray
+        colour: tuple[Any, ...] | None = None
+        if planar:
+            half, quarter = (height // 2, width // 2), self.gray_size // 4
+            for k in (1, 2):
+                offset = base + self.gray_size + (k - 1) * quarter  # U, then V, after the luma
+                self._view(offset, quarter).reshape(half)[...] = _plane(frame._av, k, *half)
+            colour = (fmt, frame._av.colorspace, frame._av.color_range)
+        elif want_colour:
+            view = self._view(base + self.gray_size, self.gray_size * 3)
+            view.reshape(height, width, 3)[...] = frame.bgr
+            colour = ("bgr24",)
+        return ("frame", i, slot, want_gray or planar, colour)
+
+    def _view(self, offset: int, size: int) -> npt.NDArray[np.uint8]:
+        return np.frombuffer(self.buffer, np.uint8, size, offset)
+
+
 def _child(
     reader: VideoReader,
     needs: PixelNeeds | None,
     limit: int,
-    buffer: mmap.mmap,
-    slots: int,
-    shape: tuple[int, int],
-    data: Connection,
-    free: Connection,
-    control: Connection,
-    parent_ends: tuple[Connection, ...] = (),
+    writer: _SlotWriter,
+    ends: _ChildEnds,
 ) -> None:
     # The parent's ends of the pipes came along with the fork: closed, so that when the
     # parent dies (even by SIGKILL) sending fails and waiting for slots ends, and this process
     # exits instead of waiting forever.
-    for end in parent_ends:
+    for end in ends.parents:
         end.close()
     # Whatever the parent does on SIGTERM (the command line raises an exception, a `mine
     # --workers` worker only notes it), the parent's terminate() ends this process; the stop
     # signals were blocked since the fork (see ProcessDecoder), a pending one acts now.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    height, width = shape
-    gray_size = height * width
-    slot_size = gray_size * 4
-    available = list(range(slots - 1, -1, -1))  # a stack: recently freed slots are reused first
-    freed = _readable(free)
     count = 0
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # Ctrl-C: caught below
         if needs is None:  # decode ahead, every frame, until the parent says what it needs
-            late = LateWanted()
-            stream = reader.frames(threads=False, wanted=late)
-            ahead: deque[Frame] = deque()
-            most = max(2, min(_AHEAD_FRAMES, _AHEAD_BYTES // (gray_size * 3)))
-            failed: VideoError | None = None
-            try:
-                for frame in stream:
-                    ahead.append(frame)
-                    if len(ahead) >= most or control.poll():
-                        break
-            except VideoError as exc:  # reported after the frames decoded before it
-                failed = exc
-            try:
-                needs, limit = _recv(control)
-            except EOFError:  # the parent gave up before it needed any frame
+            started = _decode_ahead(reader, ends.control, writer.gray_size)
+            if started is None:  # the parent gave up before it needed any frame
                 return
-            late.settle(needs.any())
-            rest = _raising(failed) if failed is not None else stream
-            frames: Iterator[Frame] = itertools.chain(_pop_each(ahead), rest)
+            needs, limit, frames = started
         else:
             frames = reader.frames(threads=False, wanted=needs.any())
         for frame in frames:
             if count >= limit:
                 break
-            i = frame.index
-            want_gray = i < len(needs.gray) and bool(needs.gray[i])
-            want_colour = i < len(needs.bgr) and bool(needs.bgr[i])
-            if want_gray or want_colour:
-                if not available or freed.poll(0):
-                    available.extend(_recv(free))  # blocks only when every slot is held
-                slot = available.pop()
-                base = slot * slot_size
-                colour: tuple[Any, ...] | None = None
-                fmt = frame._av.format.name if frame._av is not None else ""
-                planar = (
-                    want_colour
-                    and fmt in _PLANAR_420
-                    and height % 2 == 0
-                    and width % 2 == 0
-                    and reader.rotation == 0  # turned planes would not rebuild PyAV's colours
-                )
-                if want_gray or planar:
-                    view = np.frombuffer(buffer, np.uint8, gray_size, base).reshape(shape)
-                    view[...] = frame.gray
-                if planar:
-                    half = (height // 2, width // 2)
-                    quarter = gray_size // 4
-                    for k in (1, 2):
-                        offset = base + gray_size + (k - 1) * quarter  # U, then V, after the luma
-                        view = np.frombuffer(buffer, np.uint8, quarter, offset)
-                        view.reshape(half)[...] = _plane(frame._av, k, *half)
-                    colour = (fmt, frame._av.colorspace, frame._av.color_range)
-                elif want_colour:
-                    view = np.frombuffer(buffer, np.uint8, gray_size * 3, base + gray_size)
-                    view.reshape(height, width, 3)[...] = frame.bgr
-                    colour = ("bgr24",)
-                _send(data, ("frame", i, slot, want_gray or planar, colour))
-            elif i % _COUNT_EVERY == _COUNT_EVERY - 1:
-                _send(data, ("count", i + 1))
+            message = writer.message(frame, needs)
+            if message is not None:
+                _send(ends.data, message)
+            elif frame.index % _COUNT_EVERY == _COUNT_EVERY - 1:
+                _send(ends.data, ("count", frame.index + 1))
             count += 1
-        _send(data, ("end", count))
+        _send(ends.data, ("end", count))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         pass
     except (EOFError, BrokenPipeError):  # the parent closed its ends: it wants nothing more
         pass
     except Exception as exc:  # reported to the parent, which raises it as a VideoError
-        message = str(exc)
+        text = str(exc)
         if not isinstance(exc, VideoError):
-            message = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
+            text = f"{reader.path}: decoder process failed: {type(exc).__name__}: {exc}"
         with contextlib.suppress(OSError):  # unless the parent is gone
-            _send(data, ("error", count, message))
+            _send(ends.data, ("error", count, text))
     finally:
-        data.close()
+        ends.data.close()
+
+
+def _decode_ahead(
+    reader: VideoReader, control: Connection, gray_size: int
+) -> tuple[PixelNeeds, int, Iterator[Frame]] | None:
+    """Decode every frame, a bounded number of them, until the parent sends the needs and
+    limit; those, and the frames from the first (``None`` when the parent gave up)."""
+    late = LateWanted()
+    stream = reader.frames(threads=False, wanted=late)
+    ahead: deque[Frame] = deque()
+    most = max(2, min(_AHEAD_FRAMES, _AHEAD_BYTES // (gray_size * 3)))
+    failed: VideoError | None = None
+    try:
+        for frame in stream:
+            ahead.append(frame)
+            if len(ahead) >= most or control.poll():
+                break
+    except VideoError as exc:  # reported after the frames decoded before it
+        failed = exc
+    try:
+        needs, limit = _recv(control)
+    except EOFError:
+        return None
+    late.settle(needs.any())
+    rest = _raising(failed) if failed is not None else stream
+    return needs, limit, itertools.chain(_pop_each(ahead), rest)
 
 
 def _pop_each(frames: deque[Frame]) -> Iterator[Frame]:
@@ -348,13 +381,10 @@ class ProcessDecoder:
                 self.reader,
                 needs,
                 _frame_limit(limit),
-                self._buffer,
-                self._slots,
-                self._shape,
-                data_send,
-                free_recv,
-                control_recv,
-                (self._data, self._free, self._control),
+                _SlotWriter(self.reader, self._buffer, self._slots, self._shape, free_recv),
+                _ChildEnds(
+                    data_send, free_recv, control_recv, (self._data, self._free, self._control)
+                ),
             ),
             name="flickermine-decoder",
             daemon=True,
@@ -427,28 +457,8 @@ class ProcessDecoder:
         threading.Thread(target=unmap, name="flickermine-unmap", daemon=True).start()
 
     def _pass(self) -> Iterator[Frame]:
-        data, buffer, slots, shape = self._data, self._buffer, self._slots, self._shape
-        child, path, stall_seconds = self._child, self.reader.path, self._stall_seconds
-        gray_size = shape[0] * shape[1]
-        # Slot -> the root arrays handed out from it; every view of them has them as its base.
-        held: dict[int, list[npt.NDArray[np.uint8]]] = {}
-
-        def give_back(numbers: list[int]) -> None:
-            # Once the child has finished and closed its end, nothing wants slots.
-            with contextlib.suppress(OSError):
-                _send(self._free, numbers)
-
-        freed: list[int] = []  # slots no longer used, not yet handed back
-
-        def release_unused(now: bool) -> None:
-            for slot in [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]:
-                del held[slot]
-                freed.append(slot)
-            # Handed back in batches (each message may wake the child), and before every wait.
-            if freed and (now or len(freed) >= _FREE_BATCH):
-                give_back(freed.copy())
-                freed.clear()
-
+        data, child, path = self._data, self._child, self.reader.path
+        held = _HeldSlots(self._free, self._slots)
         next_index = 0
         messages = 0
         waiting = _readable(data)
@@ -456,27 +466,10 @@ class ProcessDecoder:
             while True:
                 messages += 1
                 if messages % _FREE_BATCH == 0:  # looking costs a reference count per held slot
-                    release_unused(now=False)
+                    held.release_unused(now=False)
                 if not waiting.poll(0):  # nothing waiting: hand the freed slots back, then wait
-                    release_unused(now=True)
-                    waited, cpu = 0, None  # 10 ms polls; the child's CPU time when they began
-                    while not waiting.poll(10):  # a frame may be dropped by another thread
-                        if not child.is_alive() and not waiting.poll(0):
-                            break
-                        release_unused(now=True)
-                        waited += 1
-                        if waited == 1:  # only a wait longer than a poll reads /proc
-                            cpu = _cpu_ticks(child.pid)
-                        if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
-                            now_cpu = _cpu_ticks(child.pid)
-                            if cpu is not None and now_cpu == cpu:
-                                child.kill()
-                                raise VideoError(
-                                    f"{path}: the decoder process made no progress for "
-                                    f"{stall_seconds:g} s after {next_index} frames (stuck in "
-                                    "FFmpeg, or reading the file stalled); it was stopped"
-                                )
-                            waited, cpu = 0, now_cpu
+                    held.release_unused(now=True)
+                    self._wait(waiting, held, next_index)
                 try:
                     message: tuple[Any, ...] = _recv(data)
                 except EOFError:
@@ -491,22 +484,7 @@ class ProcessDecoder:
                     next_index += 1
                 if kind == "frame":
                     _, index, slot, has_gray, colour = message
-                    base = slot * gray_size * 4
-                    roots = []
-                    if has_gray:
-                        roots.append(np.frombuffer(buffer, np.uint8, gray_size, base))
-                    if colour is not None:
-                        size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
-                        roots.append(np.frombuffer(buffer, np.uint8, size, base + gray_size))
-                    if len(held) >= slots - 1:
-                        release_unused(now=True)
-                    if len(held) >= slots - 1:  # keep a slot free for the child: copy instead
-                        roots = [root.copy() for root in roots]
-                        give_back([slot])
-                    else:
-                        held[slot] = roots
-                    yield _shipped_frame(index, roots, has_gray, colour, shape)
-                    del roots
+                    yield self._shipped(held, slot, index, has_gray, colour)
                     next_index = index + 1
                 elif kind == "end":
                     return
@@ -515,6 +493,87 @@ class ProcessDecoder:
         finally:
             held.clear()
             self.close()
+
+    def _wait(self, waiting: Any, held: _HeldSlots, decoded: int) -> None:
+        """Wait for the child's next message (or its end), in 10 ms polls, handing slots back
+        as frames are dropped (by another thread too); kill a child that is stuck."""
+        child, stall_seconds = self._child, self._stall_seconds
+        waited, cpu = 0, None  # polls so far; the child's CPU time when they began
+        while not waiting.poll(10):
+            if not child.is_alive() and not waiting.poll(0):
+                return
+            held.release_unused(now=True)
+            waited += 1
+            if waited == 1:  # only a wait longer than a poll reads /proc
+                cpu = _cpu_ticks(child.pid)
+            if waited * 0.01 >= stall_seconds:  # polls, not wall time: ^Z stops both
+                now_cpu = _cpu_ticks(child.pid)
+                if cpu is not None and now_cpu == cpu:
+                    child.kill()
+                    raise VideoError(
+                        f"{self.reader.path}: the decoder process made no progress for "
+                        f"{stall_seconds:g} s after {decoded} frames (stuck in FFmpeg, or "
+                        "reading the file stalled); it was stopped"
+                    )
+                waited, cpu = 0, now_cpu
+
+    def _shipped(
+        self, held: _HeldSlots, slot: int, index: int, has_gray: bool,
+        colour: tuple[Any, ...] | None,
+    ) -> Frame:  # fmt: skip
+        """The frame the child put in ``slot``: its images view the slot, which is held until
+        no view is left; copied out instead when the child would be left without a slot."""
+        gray_size = self._shape[0] * self._shape[1]
+        base = slot * gray_size * 4
+        roots = []
+        if has_gray:
+            roots.append(np.frombuffer(self._buffer, np.uint8, gray_size, base))
+        if colour is not None:
+            size = gray_size // 2 if colour[0] != "bgr24" else gray_size * 3
+            roots.append(np.frombuffer(self._buffer, np.uint8, size, base + gray_size))
+        if held.full():
+            held.release_unused(now=True)
+        if held.full():  # keep a slot free for the child: copy instead
+            roots = [root.copy() for root in roots]
+            held.give_back([slot])
+        else:
+            held.hold(slot, roots)
+        return _shipped_frame(index, roots, has_gray, colour, self._shape)
+
+
+class _HeldSlots:
+    """The parent's record of the slots whose images it handed out (slot -> the root arrays
+    viewing it; every view of them has them as its base), and of the slots to hand back."""
+
+    def __init__(self, free: Connection, slots: int) -> None:
+        self._free, self._slots = free, slots
+        self._held: dict[int, list[npt.NDArray[np.uint8]]] = {}
+        self._freed: list[int] = []  # slots no longer used, not yet handed back
+
+    def hold(self, slot: int, roots: list[npt.NDArray[np.uint8]]) -> None:
+        self._held[slot] = roots
+
+    def full(self) -> bool:
+        return len(self._held) >= self._slots - 1
+
+    def clear(self) -> None:
+        self._held.clear()
+
+    def give_back(self, numbers: list[int]) -> None:
+        # Once the child has finished and closed its end, nothing wants slots.
+        with contextlib.suppress(OSError):
+            _send(self._free, numbers)
+
+    def release_unused(self, now: bool) -> None:
+        """Note the slots no view uses any more; hand them back in batches (each message
+        may wake the child), and before every wait (``now``)."""
+        held, freed = self._held, self._freed
+        for slot in [k for k, roots in held.items() if _most_refs(roots) <= _UNUSED_REFS]:
+            del held[slot]
+            freed.append(slot)
+        if freed and (now or len(freed) >= _FREE_BATCH):
+            self.give_back(freed.copy())
+            freed.clear()
 
 
 def _frame_limit(limit: int | None) -> int:
