@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
 from flickermine.structures import VideoDetections, iou_matrix
@@ -146,7 +147,7 @@ def expected_hard_positives(missed: np.ndarray, k: int) -> set[tuple[int, int]]:
 
 
 def evaluate(args: argparse.Namespace, preset: str, cases: list) -> None:
-    params, hp = MinerParams.preset(preset), HardPositiveParams()
+    params, hp = MinerParams.preset(preset), HardPositiveParams(**args.hp)
     hp_tp = hp_found = hp_expected = 0
     hn_tp = hn_found = hn_expected = 0
     for path, (dets, truth, missed, false_boxes) in cases:
@@ -187,6 +188,11 @@ def evaluate(args: argparse.Namespace, preset: str, cases: list) -> None:
     )
 
 
+def _override(item: str) -> tuple[str, object]:
+    name, _, value = item.partition("=")
+    return name, yaml.safe_load(value)  # numbers and true/false as YAML reads them
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--videos", type=int, default=6)
@@ -198,7 +204,12 @@ def main() -> None:
         help="objects of one size growing down the image (a fixed camera's view)",
     )  # fmt: skip
     ap.add_argument("--presets", default="seed,recall")
+    ap.add_argument(
+        "--hp", action="append", default=[], metavar="NAME=VALUE",
+        help="a HardPositiveParams value other than its default (repeatable), e.g. max_gap=8",
+    )  # fmt: skip
     args = ap.parse_args()
+    args.hp = dict(_override(item) for item in args.hp)
     rng = np.random.default_rng(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="bench_hardpos_"))
     k = MISS_RUN

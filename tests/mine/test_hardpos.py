@@ -136,6 +136,8 @@ def test_bad_hard_positive_parameters():
         HardPositiveParams(max_gap=0)
     with pytest.raises(ConfigError, match="cover_iou"):
         HardPositiveParams(cover_iou=1.5)
+    with pytest.raises(ConfigError, match=r"scene_size: expected a value in \[0, 1\]"):
+        HardPositiveParams(scene_size=-0.1)
     # The miner holds 2 * span + 1 decoded frames: a huge span would exhaust memory.
     from flickermine.mine import MinerParams
     from flickermine.mine.params import MAX_SPAN

@@ -115,6 +115,68 @@ def test_size_rule_drops_hard_positives_bridged_by_loose_boxes(tmp_path):
     assert T not in with_rule or not with_rule[T].hard_positives
 
 
+def _missed_track(rows, ratio: float, bottom: float = 240.0):
+    """Add a person ``ratio`` times the scene's height at ``bottom``, missed in frame T (away
+    from the others, so that none of them covers the gap)."""
+    height = ratio * (0.5 * bottom - 20)
+    for t in range(N):
+        if t != T:
+            rows.append((t, 10.0 + t, bottom - height, 10.0 + t + height / 2.5, bottom, 0.9))
+    return sorted(rows)
+
+
+@pytest.mark.parametrize(
+    ("name", "ratio", "scene_size", "height_ratio"),
+    [
+        ("loose track: the scene's height", 1.3, 0.1, 1.0),
+        ("within the scene's variation: kept", 1.1, 0.1, 1.1),
+        ("scene_size 0: kept", 1.3, 0.0, 1.3),
+    ],
+)
+def test_hard_positive_between_loose_boxes_takes_the_scenes_height(
+    tmp_path, name, ratio, scene_size, height_ratio
+):
+    """A track of boxes 1.3 times the scene's height (loose, yet within the size rule's limit)
+    missed in one frame: the hard positive gets the height the scene expects at its bottom edge,
+    bottom edge and horizontal centre kept."""
+    dets = detections(_missed_track(_scene_rows(tall_at=None), ratio), N)
+    frames = render_frames(N, width=360, height=260)
+    hp = HardPositiveParams(min_similarity=0.0, scene_size=scene_size)
+    params = MinerParams(size_outlier=4, border_margin=5, min_area=100, size_fit_min_boxes=20)
+    (found,) = verdicts(tmp_path, frames, dets, params, hp)[T].hard_positives
+    x1, y1, x2, y2 = found.box
+    expected = 0.5 * 240 - 20
+    assert (y2 - y1) / expected == pytest.approx(height_ratio, rel=0.02), name
+    assert y2 == pytest.approx(240.0, abs=1.0)
+    assert (x2 - x1) / (y2 - y1) == pytest.approx(1 / 2.5, rel=0.05)  # the aspect is kept
+
+
+def test_hard_positives_keep_their_size_where_the_scene_has_many_sizes(tmp_path):
+    """People whose heights vary by about 15 % around the ground plane's: the size rule is
+    active, but its spread is above scene_size, so even a box 1.5 times the fit keeps its
+    height."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for t in range(N):
+        for k in range(10):
+            bottom = 120.0 + 13 * k
+            height = (0.5 * bottom - 20) * float(np.exp(rng.normal(0, 0.15)))
+            x = 100.0 + 25 * k + t
+            rows.append((t, x, bottom - height, x + height / 2.5, bottom, 0.9))
+    dets = detections(_missed_track(rows, 1.5), N)
+    fit = fit_sizes(dets.xyxy, np.ones(len(dets), bool), 4.0, 0.25, 20)
+    assert fit.active and 0.1 < fit.spread < 0.25
+    frames = render_frames(N, width=360, height=260)
+    hp = HardPositiveParams(min_similarity=0.0)
+    params = MinerParams(size_outlier=4, border_margin=5, min_area=100, size_fit_min_boxes=20)
+    (found,) = verdicts(tmp_path, frames, dets, params, hp)[T].hard_positives
+    assert (found.box[3] - found.box[1]) / (0.5 * 240 - 20) == pytest.approx(1.5, rel=0.02)
+    # Allowed any spread, the miner's own fit (active here) would have set the height.
+    loose = HardPositiveParams(min_similarity=0.0, scene_size=1.0)
+    (snapped,) = verdicts(tmp_path, frames, dets, params, loose)[T].hard_positives
+    assert (snapped.box[3] - snapped.box[1]) / (0.5 * 240 - 20) < 1.2
+
+
 def test_presets_and_their_parameters():
     assert MinerParams.preset("seed") == MinerParams()
     recall = MinerParams.preset("recall", window=3)

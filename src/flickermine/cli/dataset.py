@@ -25,7 +25,14 @@ from flickermine.dataset import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("dataset", help="COCO datasets: merge mined frames, subsets, statistics")
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    _add_merge(dsub)
+    _add_export(dsub)
+    _add_subset(dsub)
+    _add_unmerge(dsub)
+    _add_frames(dsub)
 
+
+def _add_merge(dsub: Any) -> None:
     m = dsub.add_parser("merge", help="add mined frames to a COCO annotation file")
     m.add_argument("annotations", help="COCO JSON to extend (never changed without --in-place)")
     m.add_argument(
@@ -49,6 +56,8 @@ def add_parser(sub: Any) -> None:
     add_quiet_argument(m)
     m.set_defaults(run=run_merge)
 
+
+def _add_export(dsub: Any) -> None:
     e = dsub.add_parser("export", help="mined frames as a standalone COCO dataset for review")
     e.add_argument("mined", nargs="+", help="mining output folders, summaries or seed .txt files")
     e.add_argument("--out", required=True, help="dataset folder (images/ + annotations.json)")
@@ -61,6 +70,8 @@ def add_parser(sub: Any) -> None:
     add_quiet_argument(e)
     e.set_defaults(run=run_export)
 
+
+def _add_subset(dsub: Any) -> None:
     s = dsub.add_parser("subset", help="single-category subset with optional splits")
     s.add_argument("annotations", help="COCO JSON")
     s.add_argument("--category", required=True, help="category name or id to keep")
@@ -92,6 +103,8 @@ def add_parser(sub: Any) -> None:
     add_quiet_argument(s)
     s.set_defaults(run=run_subset)
 
+
+def _add_unmerge(dsub: Any) -> None:
     u = dsub.add_parser("unmerge", help="the COCO file without the frames merge added")
     u.add_argument("annotations", help="COCO JSON that merge extended")
     u.add_argument("--out", required=True, help="new annotation file")
@@ -99,6 +112,8 @@ def add_parser(sub: Any) -> None:
     add_quiet_argument(u)
     u.set_defaults(run=run_unmerge)
 
+
+def _add_frames(dsub: Any) -> None:
     f = dsub.add_parser(
         "frames", help="a COCO dataset of video frames, labelled from ground truth or detections"
     )
@@ -113,7 +128,6 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     add_quiet_argument(f)
     f.set_defaults(run=run_frames)
-
     t = dsub.add_parser("stats", help="images, annotations, box sizes, mined vs original")
     t.add_argument("annotations", help="COCO JSON")
     t.add_argument("--json", action="store_true", help="print JSON")

@@ -120,10 +120,9 @@ def default_workers(backend: str, device: str) -> int:
     return 1
 
 
-def run(args: argparse.Namespace) -> int:
-    src = Path(args.video)
-    if not src.exists():
-        raise ConfigError(f"{src}: no such video file or folder")
+def _videos(src: Path, out: Path) -> list[Path]:
+    """The videos of ``src`` (a file or a folder), checked: names that give distinct
+    detection files in ``out``, none of which is a video."""
     videos = list_videos(src) if src.is_dir() else [src]
     if not videos:
         raise ConfigError(f"{src}: no video files found")
@@ -136,10 +135,17 @@ def run(args: argparse.Namespace) -> int:
                 "files would clash (rename one)"
             )
         stems[stem] = video
-    out = Path(args.out)
     outputs = [out / f"{s}{ext}" for s in stems for ext in (".parquet", ".txt")]
     check_disjoint(out, (), outputs, videos)
-    videos = take_shard(videos, args.shard)
+    return videos
+
+
+def run(args: argparse.Namespace) -> int:
+    src = Path(args.video)
+    if not src.exists():
+        raise ConfigError(f"{src}: no such video file or folder")
+    out = Path(args.out)
+    videos = take_shard(_videos(src, out), args.shard)
     if args.workers < 0:
         raise ConfigError(f"--workers: expected 0 (automatic) or more, got {args.workers}")
     if args.chunk_frames < 1:

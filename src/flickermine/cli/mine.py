@@ -70,6 +70,7 @@ HP_FLAGS: tuple[tuple[str, str, type], ...] = (
     ("--refine-margin", "refine_margin", float),
     ("--min-track-score", "min_track_score", float),
     ("--min-motion", "min_motion", float),
+    ("--scene-size", "scene_size", float),
 )
 
 

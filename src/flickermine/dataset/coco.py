@@ -142,22 +142,30 @@ def check_coco(coco: Coco, source: str = "annotations") -> None:
         if aid in ann_ids:
             raise CocoError(f"{source}: duplicate annotation id {aid}")
         ann_ids.add(aid)
-        image_id = ann.get("image_id")
-        if not _valid_id(image_id) or image_id not in image_ids:
-            raise CocoError(f"{source}: annotation {aid} refers to unknown image {image_id}")
-        category_id = ann.get("category_id")
-        if not _valid_id(category_id) or category_id not in cat_ids:
-            raise CocoError(
-                f"{source}: annotation {aid} has undeclared category {ann.get('category_id')}"
-            )
-        bbox = ann.get("bbox")
-        if not _valid_bbox(bbox):
-            raise CocoError(f"{source}: annotation {aid} has a missing or invalid bbox {bbox}")
-        area = ann.get("area", 0)
-        if not _finite(area) or area < 0:
-            raise CocoError(f"{source}: annotation {aid} has an invalid area {area!r}")
-        if ann.get("iscrowd", 0) not in (0, 1):
-            raise CocoError(f"{source}: annotation {aid} has iscrowd {ann['iscrowd']!r} (0 or 1)")
+        _check_annotation(ann, image_ids, cat_ids, source)
+
+
+def _check_annotation(
+    ann: dict[str, Any], image_ids: set[Any], cat_ids: set[Any], source: str
+) -> None:
+    """One annotation's references and values (see :func:`check_coco`)."""
+    aid = ann["id"]
+    image_id = ann.get("image_id")
+    if not _valid_id(image_id) or image_id not in image_ids:
+        raise CocoError(f"{source}: annotation {aid} refers to unknown image {image_id}")
+    category_id = ann.get("category_id")
+    if not _valid_id(category_id) or category_id not in cat_ids:
+        raise CocoError(
+            f"{source}: annotation {aid} has undeclared category {ann.get('category_id')}"
+        )
+    bbox = ann.get("bbox")
+    if not _valid_bbox(bbox):
+        raise CocoError(f"{source}: annotation {aid} has a missing or invalid bbox {bbox}")
+    area = ann.get("area", 0)
+    if not _finite(area) or area < 0:
+        raise CocoError(f"{source}: annotation {aid} has an invalid area {area!r}")
+    if ann.get("iscrowd", 0) not in (0, 1):
+        raise CocoError(f"{source}: annotation {aid} has iscrowd {ann['iscrowd']!r} (0 or 1)")
 
 
 _NUMBER_TYPES = (int, float)

@@ -237,7 +237,8 @@ def export_mined(
     return coco, report
 
 
-def merge_files(
+# Public API: its options are keyword-only, one per command-line flag.
+def merge_files(  # noqa: PLR0913
     annotations: str | os.PathLike[str],
     mined: list[str | os.PathLike[str]],
     images_dir: str | os.PathLike[str],

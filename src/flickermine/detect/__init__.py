@@ -31,7 +31,8 @@ __all__ = [
 BACKENDS = ("hog", "torchvision", "onnx", "module:function")
 
 
-def build_detector(
+# Public API: its options are keyword-only, one per command-line flag.
+def build_detector(  # noqa: PLR0913
     backend: str,
     *,
     model: str | None = None,

@@ -16,6 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,8 @@ def _read_marker(marker: Path) -> Any:
         return None
 
 
-def detect_to_file(
+# Public API: its options are keyword-only, one per command-line flag.
+def detect_to_file(  # noqa: PLR0913
     video: str | os.PathLike[str],
     detector: Any,
     out_path: str | os.PathLike[str],
@@ -259,10 +261,22 @@ def detect_to_file(
             f"holds {lock_path.name}); --shard K/N splits the videos between runs"
         ) from None
     try:
-        return _detect_locked(video, reader, detector, out, batch_size, chunk_frames,
-                              legacy_txt, overwrite, workers, progress)  # fmt: skip
+        options = _Options(batch_size, chunk_frames, legacy_txt, overwrite, workers, progress)
+        return _detect_locked(video, reader, detector, out, options)
     finally:
         unlock(lock_path, lock)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """:func:`detect_to_file`'s options, checked."""
+
+    batch_size: int
+    chunk_frames: int
+    legacy_txt: bool
+    overwrite: bool
+    workers: int
+    progress: ProgressCallback | None
 
 
 def _detect_locked(
@@ -270,13 +284,9 @@ def _detect_locked(
     reader: VideoReader,
     detector: Any,
     out: Path,
-    batch_size: int,
-    chunk_frames: int,
-    legacy_txt: bool,
-    overwrite: bool,
-    workers: int,
-    progress: ProgressCallback | None,
+    options: _Options,
 ) -> tuple[VideoDetections, bool]:
+    batch_size, chunk_frames, progress = options.batch_size, options.chunk_frames, options.progress
     folder = partial_dir(out)
     identity = {
         "video": str(Path(video).resolve()),
@@ -286,7 +296,7 @@ def _detect_locked(
         "chunk_frames": chunk_frames,
     }
     marker = folder / "run.json"
-    if folder.exists() and (overwrite or _read_marker(marker) != identity):
+    if folder.exists() and (options.overwrite or _read_marker(marker) != identity):
         remove_own_files(folder, _OWN_CHUNK)
     folder.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
@@ -303,7 +313,7 @@ def _detect_locked(
         last["start"] = end
 
     new_rows = _detect_frames(
-        reader, detector, start, batch_size, on_chunk, progress, chunk_frames, workers
+        reader, detector, start, batch_size, on_chunk, progress, chunk_frames, options.workers
     )
     parts = done_rows + new_rows
     decoded = parts[-1][0] + 1 if parts else 0
@@ -315,7 +325,7 @@ def _detect_locked(
         )
     dets = _assemble(reader, detector, parts, num_frames=max(decoded, start))
     write_native(dets, out)
-    if legacy_txt:
+    if options.legacy_txt:
         write_legacy(dets, out.with_suffix(".txt"))
     remove_own_files(folder, _OWN_CHUNK)
     return dets, True

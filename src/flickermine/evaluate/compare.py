@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def false_positives(
     return out
 
 
-def compare(
+# Public API: its options are keyword-only, one per command-line flag.
+def compare(  # noqa: PLR0913
     gt: Coco,
     dets_a: list[dict[str, Any]],
     dets_b: list[dict[str, Any]],
@@ -106,8 +108,10 @@ def compare(
     removed = [i for i in changed if len(fb[i]) < len(fa[i])]
     added = [i for i in changed if len(fb[i]) > len(fa[i])]
     remove_own_files(out / "pairs", _OWN_PAIR)
-    pairs = _draw_pairs(gt, dets_a, dets_b, fa, fb, cid, score_threshold, images_dir,
-                        out / "pairs", changed[:max_pairs], source)  # fmt: skip
+    sides = (("before", dets_a, fa), ("after", dets_b, fb))
+    pairs = _draw_pairs(gt, sides, cid, score_threshold,
+                        lambda record: image_file(images_dir, record, source),
+                        out / "pairs", changed[:max_pairs])  # fmt: skip
     curves = {names[0]: _pr_curve(gt, dets_a, cid), names[1]: _pr_curve(gt, dets_b, cid)}
     result = {
         "category": ma.category, "category_id": cid, "score_threshold": score_threshold,
@@ -129,13 +133,27 @@ def compare(
 _OWN_PAIR = re.compile(r"\.?.+_(before|after)\.jpg(\.\d+-\d+-\d+\.tmp)?")
 
 
+#: One side of a comparison: its label, its detections, and its false positives by image.
+_Side = tuple[str, list[dict[str, Any]], dict[Any, list[dict[str, Any]]]]
+
+
 def _draw_pairs(
-    gt, dets_a, dets_b, fa, fb, cid, thr, images_dir, out, image_ids, source
+    gt: Coco,
+    sides: tuple[_Side, _Side],
+    cid: Any,
+    thr: float,
+    locate: Callable[[dict[str, Any]], Path],
+    out: Path,
+    image_ids: list[Any],
 ) -> list[dict[str, Any]]:
+    """Draw each image of ``image_ids`` before and after (ground truth, and the boxes of each
+    side scoring at least ``thr``, false positives in red) into ``out``; the pairs' records.
+    ``locate`` finds an image record's file."""
     records = {img["id"]: img for img in gt["images"]}
+    (_, _, fa), (_, _, fb) = sides
     pairs = []
     for image_id in image_ids:
-        path = image_file(images_dir, records[image_id], source)
+        path = locate(records[image_id])
         image = cv2.imread(str(path))
         if image is None:
             raise CocoError(f"{path}: image of id {image_id} missing or unreadable")
@@ -146,7 +164,8 @@ def _draw_pairs(
         ]
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{image_id}_{path.stem}")  # ids are unique
         written = {}
-        for label, dets, fps in (("before", dets_a, fa[image_id]), ("after", dets_b, fb[image_id])):
+        for label, dets, false_positives in sides:
+            fps = false_positives[image_id]
             mine = [
                 d
                 for d in dets

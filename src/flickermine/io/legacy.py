@@ -42,6 +42,43 @@ def read_legacy(path: str | os.PathLike[str]) -> VideoDetections:
     while end and not lines[end - 1].strip():
         end -= 1
 
+    counts, box_starts, numbers = _frame_blocks(p, lines, end)
+    n_boxes = sum(counts)
+    values = np.empty((n_boxes, 5), np.float64)
+    row = 0
+    for start, k in zip(box_starts, counts, strict=True):
+        if not k:
+            continue
+        chunk = lines[start : start + k]
+        try:
+            arr = np.array(" ".join(chunk).split(), dtype=np.float64)
+        except ValueError:
+            arr = np.empty(0)
+        if arr.size != 5 * k:
+            _raise_bad_box_line(p, chunk, start)
+        values[row : row + k] = arr.reshape(k, 5)
+        row += k
+
+    frame = np.repeat(np.asarray(numbers, np.int64), counts)
+    try:
+        return VideoDetections.from_rows(
+            frame=frame,
+            xyxy=xywh_to_xyxy(values[:, :4]),
+            score=values[:, 4],
+            num_frames=numbers[-1] + 1 if numbers else 0,
+            meta={"source": str(p), "format": "legacy"},
+        )
+    except InvalidDetectionsError as exc:
+        raise DetectionFileError(f"{p}: {exc}") from None
+
+
+_HEADER_NUMBER = re.compile(r"(\d+)\s*$")
+
+
+def _frame_blocks(p: Path, lines: list[str], end: int) -> tuple[list[int], list[int], list[int]]:
+    """The frame blocks of a legacy file's first ``end`` lines: each block's box count, the
+    0-based line index of its first box line, and its 0-based frame (its header's number,
+    else the next)."""
     counts: list[int] = []
     box_starts: list[int] = []  # 0-based line index of each frame's first box line
     numbers: list[int] = []  # 0-based frame of each block: its header's number, else the next
@@ -78,37 +115,7 @@ def read_legacy(path: str | os.PathLike[str]) -> VideoDetections:
         counts.append(k)
         box_starts.append(i + 2)
         i += 2 + k
-
-    n_boxes = sum(counts)
-    values = np.empty((n_boxes, 5), np.float64)
-    row = 0
-    for start, k in zip(box_starts, counts, strict=True):
-        if not k:
-            continue
-        chunk = lines[start : start + k]
-        try:
-            arr = np.array(" ".join(chunk).split(), dtype=np.float64)
-        except ValueError:
-            arr = np.empty(0)
-        if arr.size != 5 * k:
-            _raise_bad_box_line(p, chunk, start)
-        values[row : row + k] = arr.reshape(k, 5)
-        row += k
-
-    frame = np.repeat(np.asarray(numbers, np.int64), counts)
-    try:
-        return VideoDetections.from_rows(
-            frame=frame,
-            xyxy=xywh_to_xyxy(values[:, :4]),
-            score=values[:, 4],
-            num_frames=numbers[-1] + 1 if numbers else 0,
-            meta={"source": str(p), "format": "legacy"},
-        )
-    except InvalidDetectionsError as exc:
-        raise DetectionFileError(f"{p}: {exc}") from None
-
-
-_HEADER_NUMBER = re.compile(r"(\d+)\s*$")
+    return counts, box_starts, numbers
 
 
 def _frame_number(p: Path, header: str, i: int, numbers: list[int]) -> int:

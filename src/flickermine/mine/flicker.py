@@ -786,7 +786,7 @@ class _Judging:
     def _hard_positives(self) -> tuple[HardPositive, ...]:
         """The missed objects found in the frame's gaps (docs/method.md §4)."""
         found: list[HardPositive] = []
-        hp_params, alike = self.video.hard_positives, self.video.alike
+        hp_params, alike, sizes = self.video.hard_positives, self.video.alike, self.video.sizes
         for gap in self.gaps:
             assert hp_params is not None  # gaps are only planned with parameters
             gray_a, gray_b = self.frame(gap.link.a).gray, self.frame(gap.link.b).gray
@@ -795,7 +795,12 @@ class _Judging:
                 alike[key] = sides_alike(gray_a, gray_b, gap.link, hp_params)
             if alike[key] < hp_params.min_similarity:
                 continue
-            hp = refine_gap(self.frame(self.t).gray, gray_a, gray_b, gap, hp_params)
+            gray_t = self.frame(self.t).gray
+            hp = refine_gap(gray_t, gray_a, gray_b, gap, hp_params)
+            if hp is not None and sizes is not None and sizes.spread <= hp_params.scene_size:
+                box = sizes.snap(hp.box)
+                box[[0, 2]] = np.clip(box[[0, 2]], 0, gray_t.shape[1])
+                hp = dataclasses.replace(hp, box=box)
             if hp is not None:
                 found.append(hp)
         return tuple(found)

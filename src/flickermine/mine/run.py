@@ -218,7 +218,8 @@ def check_frame_size(dets: VideoDetections, reader: VideoReader, det_source: str
     )
 
 
-def mine_video(
+# Public API: its options are keyword-only, one per command-line flag.
+def mine_video(  # noqa: PLR0913
     video: str | os.PathLike[str],
     detections: str | os.PathLike[str] | VideoDetections,
     out_dir: str | os.PathLike[str],
@@ -529,7 +530,8 @@ def _worker(job: MineJob, settings: _Settings, number: int) -> dict[str, Any]:
             os._exit(130)  # not the next queued video
 
 
-def mine_many(
+# Public API: its options are keyword-only, one per command-line flag.
+def mine_many(  # noqa: PLR0913
     jobs: list[MineJob],
     out_dir: str | os.PathLike[str],
     params: MinerParams | None = None,

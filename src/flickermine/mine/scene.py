@@ -34,6 +34,9 @@ _MAD_TO_SD = 1.4826
 #: whose detector quantises sizes, as HOG does), objects a little taller or shorter than most
 #: are not outliers.
 MIN_SPREAD = 0.08
+#: A hard positive's box whose height is off the scene's by more than this many spreads takes
+#: the height the scene expects (:meth:`SizeFit.snap`).
+SNAP_SPREADS = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,25 @@ class SizeFit:
         if expected <= 0 or height <= 0:
             return True
         return abs(math.log(height / expected)) <= self.limit
+
+    def snap(self, box: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """``box`` ``(4,)``, or, when its height is off the scene's by more than
+        :data:`SNAP_SPREADS` spreads, the box of the height the scene expects at its bottom
+        edge, its width scaled alike (bottom edge and horizontal centre kept, top at least 0).
+        The fit is of height on bottom edge, so the bottom edge is where it is defined. Boxes
+        within the scene's ordinary variation, and every box when the rule is inactive, are
+        kept as they are."""
+        out = np.asarray(box, np.float64).copy()
+        expected = self.coef[0] + self.coef[1] * float(out[3])
+        height = float(out[3] - out[1])
+        if not self.active or expected <= 0 or height <= 0:
+            return out
+        if abs(math.log(height / expected)) <= SNAP_SPREADS * max(self.spread, MIN_SPREAD):
+            return out
+        half_width = (out[2] - out[0]) * expected / height / 2
+        centre = (out[0] + out[2]) / 2
+        out[:] = centre - half_width, max(0.0, out[3] - expected), centre + half_width, out[3]
+        return out
 
 
 def _median_line(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
