@@ -110,8 +110,9 @@ def make_case(
             blinks = blinker is not None and rng.random() < 0.5
             if blinks and iou_matrix(np.array([blinker]), truth[t]).max() == 0:
                 score = float(rng.uniform(0.55, 0.85))
-                rows.append((t, *blinker, score))
-                false_boxes.append((t, *blinker, score))
+                box = tuple(np.array(blinker) + rng.normal(0, 1.5, 4))  # jittered as objects are
+                rows.append((t, *box, score))
+                false_boxes.append((t, *box, score))
             if rng.random() < 0.04:
                 fw, fh = int(rng.integers(45, 70)), int(rng.integers(60, 100))
                 fx, fy = rng.uniform(55, W - 55 - fw), rng.uniform(55, H - 55 - fh)

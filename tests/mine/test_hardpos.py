@@ -163,3 +163,19 @@ def test_a_static_false_box_that_blinks_is_not_bridged(tmp_path):
     still = HardPositiveParams(min_motion=0.0)
     found = hard_positives(tmp_path, frames, detections(rows, N), still)
     assert found and all(t not in on for t in found)
+
+
+def test_a_jittering_static_false_box_that_blinks_is_not_bridged(tmp_path):
+    """The same blinking box as a real detector reports it, a few pixels off each time: the
+    ends of two of its runs can be far enough apart to look like motion, their averages are
+    not. A walker moving 2 px a frame, missed as often, is still bridged."""
+    rng = np.random.default_rng(0)
+    box = np.array([150.0, 60.0, 198.0, 124.0])
+    on = [t for t in range(N) if t % 5 < 3]
+    rows = [(t, *(box + rng.normal(0, 1.5, 4)), 0.9) for t in on]
+    frames = render_frames(N)
+    assert hard_positives(tmp_path, frames, detections(rows, N)) == {}
+    a = walker(vx=2)
+    walking = [(t, *(np.array(a.box(t), float) + rng.normal(0, 1.5, 4)), 0.9) for t in on]
+    found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(walking, N))
+    assert sorted(found) == [t for t in range(3, N - 2) if t not in on]

@@ -100,13 +100,20 @@ def _velocity(boxes: Box) -> Box:
     return (boxes[-1] - boxes[0]) / (len(boxes) - 1)
 
 
-def _moves(box_a: Box, box_b: Box, frames: int, min_motion: float) -> bool:
-    """Whether the object moved across the gap: its centre by at least ``min_motion`` of its
-    height per frame (a false box on static background that blinks does not move at all)."""
+def _moves(before: Box, after: Box, gap: int, min_motion: float) -> bool:
+    """Whether the object moved across the gap: the mean centre of its boxes after it (``after``,
+    from the first on) lies at least ``min_motion`` of its height per frame from the mean centre
+    of its boxes before it (``before``, up to the last), over the frames between the two means
+    (``gap``: frames from the last box before to the first after). A false box on static
+    background that blinks does not move; a detector's jitter moves the ends of its runs by a
+    few pixels, the means of several boxes far less."""
     if min_motion <= 0:
         return True
-    shift = (box_b[:2] + box_b[2:]) / 2 - (box_a[:2] + box_a[2:]) / 2  # centre to centre
-    height = max(1.0, float((box_a[3] - box_a[1] + box_b[3] - box_b[1]) / 2))
+    centres_before = (before[:, :2] + before[:, 2:]) / 2
+    centres_after = (after[:, :2] + after[:, 2:]) / 2
+    shift = centres_after.mean(axis=0) - centres_before.mean(axis=0)
+    frames = gap + (len(before) - 1) / 2 + (len(after) - 1) / 2
+    height = max(1.0, float((before[-1, 3] - before[-1, 1] + after[0, 3] - after[0, 1]) / 2))
     return float(np.hypot(*shift)) / frames >= min_motion * height
 
 
@@ -135,7 +142,7 @@ def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLin
                 if (
                     agreement >= params.link_iou
                     and near_gap.mean() >= params.min_track_score
-                    and _moves(before[-1], after[0], b - a, params.min_motion)
+                    and _moves(before, after, b - a, params.min_motion)
                 ):
                     candidates.append((agreement, i, j))
     links: list[GapLink] = []

@@ -221,10 +221,12 @@ class HardPositiveParams:
             detection that comes and goes; raising it keeps surer hard positives, fewer of them
             (on PETS09-S2L1 with HOG and the other defaults: 105 at precision 0.87 at 0.6, 82
             at 0.94 at 0.7).
-        min_motion: the object's centre must move at least this fraction of its height per
-            frame across the gap (default 0.005). A false box on static background that blinks
-            on and off looks alike on both sides and is found again in the gap, but does not
-            move; raising it also refuses misses of objects standing still.
+        min_motion: the object must move at least this fraction of its height per frame
+            across the gap (default 0.005), measured between the mean centres of its boxes
+            next to the gap (up to four on each side), which a detector's jitter barely moves.
+            A false box on static background that blinks on and off looks alike on both sides
+            and is found again in the gap, but does not move; raising it also refuses misses
+            of objects standing still.
         scene_size: where the scene's size fit (the size rule, docs/method.md §3.1) is active
             and its spread at most this (default 0.1: heights within about ±10 % of the fit,
             as people seen by a fixed camera are), a hard positive whose height is off the
