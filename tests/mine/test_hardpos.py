@@ -179,3 +179,24 @@ def test_a_jittering_static_false_box_that_blinks_is_not_bridged(tmp_path):
     walking = [(t, *(np.array(a.box(t), float) + rng.normal(0, 1.5, 4)), 0.9) for t in on]
     found = hard_positives(tmp_path, render_frames(N, sprites=[a]), detections(walking, N))
     assert sorted(found) == [t for t in range(3, N - 2) if t not in on]
+
+
+def test_an_object_standing_still_is_bridged_only_with_still_support(tmp_path):
+    """A standing object detected steadily for ten frames, missed for three, then detected
+    again: not moving, it is given up by default; with still_support 8 it is mined, while the
+    blinking static box (runs of three) still is not."""
+    rng = np.random.default_rng(1)
+    a = walker(vx=0)
+    missed = [10, 11, 12]
+    rows = [(t, *(np.array(a.box(t), float) + rng.normal(0, 1.0, 4)), 0.9)
+            for t in range(N) if t not in missed]  # fmt: skip
+    frames = render_frames(N, sprites=[a])
+    assert hard_positives(tmp_path, frames, detections(rows, N)) == {}
+    steady = HardPositiveParams(still_support=8)
+    found = hard_positives(tmp_path, frames, detections(rows, N), steady)
+    assert sorted(found) == missed
+    assert all(true_iou(a, t, hp.box) > 0.8 for t in missed for hp in found[t])
+    blink = [(t, 150.0, 60.0, 198.0, 124.0, 0.9) for t in range(N) if t % 5 < 3]
+    assert hard_positives(tmp_path, render_frames(N), detections(blink, N), steady) == {}
+    with pytest.raises(ConfigError, match="still_support: expected an integer >= 0"):
+        HardPositiveParams(still_support=-1)

@@ -71,6 +71,7 @@ HP_FLAGS: tuple[tuple[str, str, type], ...] = (
     ("--min-track-score", "min_track_score", float),
     ("--min-motion", "min_motion", float),
     ("--scene-size", "scene_size", float),
+    ("--still-support", "still_support", int),
 )
 
 

@@ -381,6 +381,11 @@ def support_without_pixels(
 ) -> PixelFreeSupport:
     """Decide every candidate that needs no template match, for the whole video at once.
 
+    Both walks are needed: this one, vectorised over the video, settles most frames before any
+    image is decoded (and tells the decoder which images will be read); the per-frame walk
+    (:meth:`_Judging._walk_support`), the reference reading of docs/method.md §3, judges the
+    frames it leaves undecided. A property test checks that both give the same verdicts.
+
     Args:
         valid: the detections above the score threshold.
         codes: their :class:`Exclusion` codes.

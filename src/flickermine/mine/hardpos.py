@@ -117,6 +117,13 @@ def _moves(before: Box, after: Box, gap: int, min_motion: float) -> bool:
     return float(np.hypot(*shift)) / frames >= min_motion * height
 
 
+def _steady(before: list[int], after: list[int], params: HardPositiveParams) -> bool:
+    """Whether an object that does not move is bridged all the same: both tracks have at least
+    ``still_support`` boxes (never when it is 0)."""
+    least = params.still_support
+    return least > 0 and len(before) >= least and len(after) >= least
+
+
 def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLink]:
     """Pairs of tracks (ending, starting) bridged across a gap of 1..``max_gap`` frames."""
     tracks = [tr for tr in build_tracks(valid, params.link_iou) if len(tr) >= params.min_support]
@@ -139,10 +146,11 @@ def link_gaps(valid: VideoDetections, params: HardPositiveParams) -> list[GapLin
                 iou_b = iou_matrix(backward[None], before[-1:])[0, 0]
                 agreement = min(iou_f, iou_b)
                 near_gap = np.concatenate([score[tr[-4:]], score[tracks[j][:4]]])
+                moved = _moves(before, after, b - a, params.min_motion)
                 if (
                     agreement >= params.link_iou
                     and near_gap.mean() >= params.min_track_score
-                    and _moves(before, after, b - a, params.min_motion)
+                    and (moved or _steady(tr, tracks[j], params))
                 ):
                     candidates.append((agreement, i, j))
     links: list[GapLink] = []
