@@ -10,9 +10,10 @@ from flickermine.errors import ConfigError
 from flickermine.io import save_detections
 from flickermine.mine import HardPositiveParams, MinerParams, iter_flickers
 from flickermine.mine.flicker import Support
+from flickermine.mine.outputs import reason
 from flickermine.mine.params import PRESETS, read_params_file
 from flickermine.mine.scene import fit_sizes
-from flickermine.video import VideoReader
+from flickermine.video import Frame, VideoReader
 
 from factories import Sprite, detections, render_frames, sprite_rows, texture, write_video
 
@@ -49,6 +50,44 @@ def test_seed_flags_an_object_whose_neighbours_score_just_below_the_threshold(tm
     low = [(t, *a.box(t), 0.9 if t == T else 0.5) for t in range(N)]
     still = verdicts(tmp_path, frames, detections(low, N), MinerParams(support_score=0.6))
     assert bool(still[T].hard_negative[0]) is True
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_motion_support_keeps_a_walker_detected_once_out_of_the_hard_negatives(tmp_path, sparse):
+    """A textured object walking 3 px a frame, detected in frame T only, and a false box on the
+    static background, detected in frame T only: by the reference rule both are flickers. With
+    motion_support the walker's picture is found moving in the frames around it, so it is
+    supported; the false box's is found where it was, so it stays a hard negative. With
+    ``sparse``, frames come with only the images the miner said it would read."""
+    a = Sprite(texture(7, 64, 48), {t: (60 + 3 * t, 80) for t in range(N)})
+    false_box = (200.0, 120.0, 250.0, 190.0)
+    rows = [(T, *a.box(T), 0.9), (T, *false_box, 0.9)]
+    video = write_video(tmp_path / "v.mp4", render_frames(N, sprites=[a]))
+    dets = detections(rows, N)
+    reader = VideoReader(video)
+
+    def frames(needs):
+        for frame in VideoReader(video).frames():
+            if sparse and not (needs.gray[frame.index] or needs.bgr[frame.index]):
+                yield Frame(frame.index)
+            else:
+                yield frame
+
+    def judged(params):
+        (fv,) = [fv for fv in iter_flickers(frames, dets, params, reader.width, reader.height)
+                 if fv.index == T]  # fmt: skip
+        return fv
+
+    seed = judged(MinerParams(border_margin=5))
+    assert seed.hard_negative.tolist() == [True, True]
+    moving = judged(MinerParams(border_margin=5, motion_support=0.01))
+    assert moving.hard_negative.tolist() == [False, True]
+    assert moving.before[0] == Support.MOTION and moving.after[0] == Support.MOTION
+    assert (moving.before_offset[0], moving.after_offset[0]) == (-2, 2)
+    assert reason(0, int(moving.before[0]), -2, int(moving.after[0]), 2).startswith("supported")
+    # Faster than the walker can be found moving: the rule asks for more than it moves.
+    too_slow = judged(MinerParams(border_margin=5, motion_support=0.2))
+    assert too_slow.hard_negative.tolist() == [True, True]
 
 
 def _scene_rows(n_people: int = 6, frames: int = N, tall_at: int | None = T):

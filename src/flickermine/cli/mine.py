@@ -37,6 +37,7 @@ PARAM_FLAGS: tuple[tuple[str, str | None, str, type], ...] = (
     ("--size-outlier", None, "size_outlier", float),
     ("--size-fit-spread", None, "size_fit_spread", float),
     ("--size-fit-min-boxes", None, "size_fit_min_boxes", int),
+    ("--motion-support", None, "motion_support", float),
 )
 
 

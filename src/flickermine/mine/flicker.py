@@ -25,7 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from flickermine.decoding import PixelNeeds
-from flickermine.mine.hardpos import GapFrame, HardPositive, plan_gaps, refine_gap, sides_alike
+from flickermine.mine.hardpos import (
+    GapFrame,
+    HardPositive,
+    core_shift,
+    plan_gaps,
+    refine_gap,
+    sides_alike,
+)
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.mine.scene import SizeFit, fit_sizes, odd_in_time
 from flickermine.structures import VideoDetections, box_area, clip_xyxy, iou_matrix, iou_pairs
@@ -48,6 +55,15 @@ class Support(IntEnum):
     NONE = 1  # no neighbour in the window supports it
     OVERLAP = 2  # a neighbour detection overlaps its box or its tracked box
     APPEARANCE = 3  # the template match fell below the similarity threshold
+    MOTION = 4  # its own picture is found moving in the frames around it (motion_support)
+
+
+#: Frames before and after a candidate in which the motion test looks for its picture (at most
+#: the window).
+MOTION_STEP = 2
+#: The motion test searches the candidate's core around its box grown by this fraction of the
+#: box's larger side.
+MOTION_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -609,11 +625,42 @@ def _plan_video(
         plan = {t: kept for t, gaps in plan.items()
                 if (kept := [g for g in gaps if sizes.fits(g.box)])}  # fmt: skip
     pixel_free = support_without_pixels(valid, codes, params, support)
+    if params.motion_support > 0:
+        pixel_free = _with_motion_tests(valid, codes, pixel_free, sizes, params)
     pixel_free_hn = (pixel_free.before == Support.NONE) & (pixel_free.after == Support.NONE)
     if sizes is not None:
         pixel_free_hn |= sizes.outlier
     return _VideoPlan(params, hard_positives, valid, support, det_index, codes, sizes, plan,
                       pixel_free, pixel_free_hn)  # fmt: skip
+
+
+def _with_motion_tests(
+    valid: VideoDetections,
+    codes: npt.NDArray[np.int8],
+    pixel_free: PixelFreeSupport,
+    sizes: SizeFit | None,
+    params: MinerParams,
+) -> PixelFreeSupport:
+    """``pixel_free`` with the frames and images the motion test needs: every judged frame
+    holding a candidate that may be left without support (no overlap found without pixels; not
+    a size outlier, which is a hard negative whatever its support) is judged with pixels, and
+    its grey image and those ``motion_step`` frames before and after it are read."""
+    maybe = (codes == Exclusion.CANDIDATE) & (pixel_free.before != Support.OVERLAP)
+    maybe &= pixel_free.after != Support.OVERLAP
+    if sizes is not None:
+        maybe &= ~sizes.outlier
+    n, w, step = valid.num_frames, params.window, motion_step(params)
+    frames = np.unique(valid.frame[maybe])
+    frames = frames[(frames >= w) & (frames <= n - 1 - w)]
+    needs, reads = pixel_free.needs_pixels.copy(), pixel_free.reads.copy()
+    needs[frames] = True
+    reads[frames] = reads[frames - step] = reads[frames + step] = True
+    return dataclasses.replace(pixel_free, needs_pixels=needs, reads=reads)
+
+
+def motion_step(params: MinerParams) -> int:
+    """Frames between a candidate and the pictures the motion test compares it with."""
+    return min(MOTION_STEP, params.window)
 
 
 def _judged_in_order(
@@ -730,6 +777,14 @@ class _Judging:
         video, sl, sizes = self.video, self.sl, self.video.sizes
         before, after, before_offset, after_offset = self._walk_support()
         hard_negative = (before == Support.NONE) & (after == Support.NONE)
+        if video.params.motion_support > 0:
+            tested = hard_negative if sizes is None else hard_negative & ~sizes.outlier[sl]
+            for i in np.flatnonzero(tested):
+                if self._moving(int(i)):
+                    step = motion_step(video.params)
+                    before[i], after[i] = Support.MOTION, Support.MOTION
+                    before_offset[i], after_offset[i] = -step, step
+                    hard_negative[i] = False
         if sizes is not None:
             hard_negative |= sizes.outlier[sl]
         found = self._hard_positives()
@@ -787,6 +842,22 @@ class _Judging:
             # The other direction only matters for boxes this one left unsupported.
             pending = pending[support[direction][pending] == Support.NONE]
         return support[-1], support[1], offset[-1], offset[1]
+
+    def _moving(self, i: int) -> bool:
+        """The motion test (``motion_support``) for the frame's box ``i``: its core is found
+        (correlation at least ``similarity_threshold``) ``motion_step`` frames before and after,
+        and on one side at least ``motion_support`` of its height per frame away."""
+        params, t = self.video.params, self.t
+        box = self.video.valid.xyxy[self.sl][i].astype(np.float64)
+        step = motion_step(params)
+        gray = self.frame(t).gray
+        shifts = []
+        for u in (t - step, t + step):
+            score, shift = core_shift(gray, box, self.frame(u).gray, MOTION_MARGIN)
+            if score < params.similarity_threshold:
+                return False
+            shifts.append(shift)
+        return max(shifts) >= params.motion_support * float(box[3] - box[1]) * step
 
     def _hard_positives(self) -> tuple[HardPositive, ...]:
         """The missed objects found in the frame's gaps (docs/method.md §4)."""

@@ -217,6 +217,13 @@ def _int_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
 TEMPLATE_CORE = 0.7
 
 
+def _core(box: Box) -> Box:
+    """The central ``TEMPLATE_CORE`` of ``box`` (the same centre)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w, half_h = (box[2] - box[0]) * TEMPLATE_CORE / 2, (box[3] - box[1]) * TEMPLATE_CORE / 2
+    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+
+
 def _find(
     gray_s: npt.NDArray[np.uint8],
     box_s: Box,
@@ -230,11 +237,7 @@ def _find(
     of the best match.
     """
     h, w = gray_t.shape[:2]
-    sw, sh = box_s[2] - box_s[0], box_s[3] - box_s[1]
-    cx, cy = (box_s[0] + box_s[2]) / 2, (box_s[1] + box_s[3]) / 2
-    core = np.array([cx - sw * TEMPLATE_CORE / 2, cy - sh * TEMPLATE_CORE / 2,
-                     cx + sw * TEMPLATE_CORE / 2, cy + sh * TEMPLATE_CORE / 2])  # fmt: skip
-    px1, py1, px2, py2 = _int_box(core, w, h)
+    px1, py1, px2, py2 = _int_box(_core(box_s), w, h)
     patch = gray_s[py1:py2, px1:px2]
     tw, th = box_t[2] - box_t[0], box_t[3] - box_t[1]
     margin = max(4, math.ceil(margin_fraction * max(tw, th)))
@@ -249,6 +252,21 @@ def _find(
     if not math.isfinite(score):
         return -1.0, (0.0, 0.0)
     return float(score), (rx1 + lx + patch.shape[1] / 2, ry1 + ly + patch.shape[0] / 2)
+
+
+def core_shift(
+    gray_s: npt.NDArray[np.uint8],
+    box: Box,
+    gray_t: npt.NDArray[np.uint8],
+    margin_fraction: float,
+) -> tuple[float, float]:
+    """Search the core of ``box``'s patch of ``gray_s`` around ``box`` in ``gray_t``: the best
+    ``TM_CCOEFF_NORMED`` score (-1 when the patch does not fit) and how far, in pixels, the best
+    match lies from where the core is in ``gray_s``."""
+    h, w = gray_s.shape[:2]
+    score, (cx, cy) = _find(gray_s, box, gray_t, box, margin_fraction)
+    x1, y1, x2, y2 = _int_box(_core(box), w, h)
+    return score, float(math.hypot(cx - (x1 + x2) / 2, cy - (y1 + y2) / 2))
 
 
 def sides_alike(

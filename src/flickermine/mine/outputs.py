@@ -190,7 +190,10 @@ def _direction_text(kind: int, offset: int) -> str:
         return ""
     if kind == Support.NONE:
         return "none"
-    return f"{'overlap' if kind == Support.OVERLAP else 'appearance'}@{offset:+d}"
+    name = {Support.OVERLAP: "overlap", Support.APPEARANCE: "appearance"}.get(
+        Support(kind), "motion"
+    )
+    return f"{name}@{offset:+d}"
 
 
 def reason(exclusion: int, before: int, before_off: int, after: int, after_off: int) -> str:
@@ -202,6 +205,8 @@ def reason(exclusion: int, before: int, before_off: int, after: int, after_off: 
             return f"supported at t{off:+d} by overlap"
         if kind == Support.APPEARANCE:
             return f"appearance changed at t{off:+d}"
+        if kind == Support.MOTION:
+            return "supported: its picture moves through the frames around it"
     return "hard negative: no support on either side"
 
 
