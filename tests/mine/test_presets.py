@@ -90,6 +90,45 @@ def test_motion_support_keeps_a_walker_detected_once_out_of_the_hard_negatives(t
     assert too_slow.hard_negative.tolist() == [True, True]
 
 
+def test_motion_support_measures_motion_against_the_scene_when_the_camera_pans(tmp_path):
+    """The camera pans 3 px a frame: a false box on the background, detected once, moves with
+    the background and stays a hard negative; a walker moving 3 px a frame the other way across
+    the picture, detected once, moves against the scene and is supported."""
+    width, height, pan = 320, 240, 3
+    background = texture(5, height, width + pan * N, blur=3)
+    walker_patch = texture(7, 64, 48)
+    frames = []
+    for t in range(N):
+        frame = background[:, pan * t : pan * t + width].copy()
+        x = 60 + 3 * t
+        frame[80:144, x : x + 48] = walker_patch
+        frames.append(frame)
+    walker = (60.0 + 3 * T, 80.0, 60.0 + 3 * T + 48, 144.0)
+    false_box = (200.0, 120.0, 250.0, 190.0)
+    video = write_video(tmp_path / "pan.mp4", frames)
+    reader = VideoReader(video)
+    dets = detections([(T, *walker, 0.9), (T, *false_box, 0.9)], N)
+    params = MinerParams(border_margin=5, motion_support=0.01)
+    (fv,) = [fv for fv in iter_flickers(reader, dets, params, width, height) if fv.index == T]
+    assert fv.hard_negative.tolist() == [False, True]
+    assert fv.before[0] == Support.MOTION
+
+
+def test_motion_support_is_not_fooled_by_objects_passing_a_still_false_box(tmp_path):
+    """A still camera, a false box detected once, and two undetected objects passing right
+    beside it the same way (left of it and below it): the scene's estimate moves with them,
+    the false box does not move at all, and stays a hard negative."""
+    false_box = (150.0, 60.0, 198.0, 124.0)
+    left = Sprite(texture(8, 64, 48), {t: (102 + 3 * (t - T), 60) for t in range(N)})
+    below = Sprite(texture(9, 64, 48), {t: (150 + 3 * (t - T), 124) for t in range(N)})
+    video = write_video(tmp_path / "v.mp4", render_frames(N, sprites=[left, below]))
+    reader = VideoReader(video)
+    dets = detections([(T, *false_box, 0.9)], N)
+    params = MinerParams(border_margin=5, motion_support=0.01)
+    (fv,) = [fv for fv in iter_flickers(reader, dets, params, 320, 240) if fv.index == T]
+    assert fv.hard_negative.tolist() == [True]
+
+
 def _scene_rows(n_people: int = 6, frames: int = N, tall_at: int | None = T):
     """Boxes of people whose height grows with their bottom edge (a ground plane), plus one box
     twice as tall as the scene's at its position in frame ``tall_at``."""

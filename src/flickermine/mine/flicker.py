@@ -658,6 +658,36 @@ def _with_motion_tests(
     return dataclasses.replace(pixel_free, needs_pixels=needs, reads=reads)
 
 
+#: Grey-level standard deviation a patch beside a box needs to tell how the scene moved.
+_SCENE_TEXTURE = 2.0
+
+
+def scene_shift(
+    gray_t: npt.NDArray[np.uint8],
+    box: npt.NDArray[np.float64],
+    gray_u: npt.NDArray[np.uint8],
+    min_score: float,
+) -> npt.NDArray[np.float64]:
+    """How the scene around ``box`` moved from ``gray_t`` to ``gray_u`` (``(dx, dy)`` pixels):
+    the median shift of the patches of the box's size left of, right of, above and below it
+    (inside the image, textured, and found again with correlation at least ``min_score``);
+    ``(0, 0)``, a still camera, when none is."""
+    height, width = gray_t.shape[:2]
+    w, h = float(box[2] - box[0]), float(box[3] - box[1])
+    shifts = []
+    for dx, dy in ((-w, 0.0), (w, 0.0), (0.0, -h), (0.0, h)):
+        side = box + np.array([dx, dy, dx, dy])
+        if side[0] < 0 or side[1] < 0 or side[2] > width or side[3] > height:
+            continue
+        x1, y1, x2, y2 = np.round(side).astype(int)
+        if gray_t[y1:y2, x1:x2].std() < _SCENE_TEXTURE:
+            continue
+        score, shift = core_shift(gray_t, side, gray_u, MOTION_MARGIN)
+        if score >= min_score:
+            shifts.append(shift)
+    return np.median(shifts, axis=0) if shifts else np.zeros(2)
+
+
 def motion_step(params: MinerParams) -> int:
     """Frames between a candidate and the pictures the motion test compares it with."""
     return min(MOTION_STEP, params.window)
@@ -846,18 +876,23 @@ class _Judging:
     def _moving(self, i: int) -> bool:
         """The motion test (``motion_support``) for the frame's box ``i``: its core is found
         (correlation at least ``similarity_threshold``) ``motion_step`` frames before and after,
-        and on one side at least ``motion_support`` of its height per frame away."""
+        and on one side at least ``motion_support`` of its height per frame away both from
+        where it was and from where the scene around it went (:func:`scene_shift`: a moving
+        camera moves a false box on the background with the background; an object passing
+        beside a false box on a still background moves the scene's estimate, not the box)."""
         params, t = self.video.params, self.t
         box = self.video.valid.xyxy[self.sl][i].astype(np.float64)
         step = motion_step(params)
         gray = self.frame(t).gray
-        shifts = []
+        moved = []
         for u in (t - step, t + step):
-            score, shift = core_shift(gray, box, self.frame(u).gray, MOTION_MARGIN)
+            gray_u = self.frame(u).gray
+            score, shift = core_shift(gray, box, gray_u, MOTION_MARGIN)
             if score < params.similarity_threshold:
                 return False
-            shifts.append(shift)
-        return max(shifts) >= params.motion_support * float(box[3] - box[1]) * step
+            relative = shift - scene_shift(gray, box, gray_u, params.similarity_threshold)
+            moved.append(min(float(np.hypot(*shift)), float(np.hypot(*relative))))
+        return max(moved) >= params.motion_support * float(box[3] - box[1]) * step
 
     def _hard_positives(self) -> tuple[HardPositive, ...]:
         """The missed objects found in the frame's gaps (docs/method.md §4)."""

@@ -259,14 +259,14 @@ def core_shift(
     box: Box,
     gray_t: npt.NDArray[np.uint8],
     margin_fraction: float,
-) -> tuple[float, float]:
+) -> tuple[float, npt.NDArray[np.float64]]:
     """Search the core of ``box``'s patch of ``gray_s`` around ``box`` in ``gray_t``: the best
-    ``TM_CCOEFF_NORMED`` score (-1 when the patch does not fit) and how far, in pixels, the best
-    match lies from where the core is in ``gray_s``."""
+    ``TM_CCOEFF_NORMED`` score (-1 when the patch does not fit) and where, in pixels, the best
+    match lies from where the core is in ``gray_s`` (``(dx, dy)``)."""
     h, w = gray_s.shape[:2]
     score, (cx, cy) = _find(gray_s, box, gray_t, box, margin_fraction)
     x1, y1, x2, y2 = _int_box(_core(box), w, h)
-    return score, float(math.hypot(cx - (x1 + x2) / 2, cy - (y1 + y2) / 2))
+    return score, np.array([cx - (x1 + x2) / 2, cy - (y1 + y2) / 2])
 
 
 def sides_alike(

@@ -75,9 +75,10 @@ class MinerParams:
         motion_support: a candidate left without support whose own picture is found in the
             frames :data:`~flickermine.mine.flicker.MOTION_STEP` before and after it (template
             correlation at least ``similarity_threshold``), moved by at least this fraction of
-            its height per frame, is an object moving through the scene that the detector
-            missed around it, not a flicker: it is supported (``Support.MOTION``). A false
-            box on static background is found where it was, and stays a hard negative. 0
+            its height per frame (from where it was and against the scene around it, so that
+            a panning camera does not count), is an object moving through the scene that the
+            detector missed around it, not a flicker: it is supported (``Support.MOTION``). A
+            false box on static background is found where it was, and stays a hard negative. 0
             (the seed) turns the rule off; on PETS09-S2L1 with HOG, ``recall``'s 0.01 keeps the
             ten boxes on walking people that HOG detects once in eleven frames out of the hard
             negatives (hard-negative precision 1.00 instead of 0.98). Its cost: a false box on
