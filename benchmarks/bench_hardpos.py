@@ -51,13 +51,13 @@ MISS_RUN = 4
 
 def make_case(
     path: Path, n: int, rng: np.random.Generator, k: int, clean: bool = False,
-    ground_plane: bool = False,
+    ground_plane: bool = False, pan: int = 0,
 ):  # fmt: skip
     """Write one video; return detections, true boxes (n, objects, 4), missed mask, false boxes
     (``(frame, x1, y1, x2, y2, score)``). With ``ground_plane``, objects have one size up to
     ±8 % that grows with their height in the image, as people seen by a fixed camera do."""
     objects = int(rng.integers(2, 5)) + (3 if ground_plane else 0)
-    bg = texture(rng, H, W, 4)
+    bg = texture(rng, H, W + pan * n, 4)  # the camera pans ``pan`` px a frame across it
     size = np.stack([rng.integers(40, 70, objects), rng.integers(60, 110, objects)], 1)
     if ground_plane:
         size = np.stack([np.full(objects, 40), np.round(80 * rng.uniform(0.92, 1.08, objects))], 1)
@@ -80,7 +80,7 @@ def make_case(
         blinker = (bx, by, bx + bw, by + bh)
     with h264_writer(path, W, H, crf=20) as write:
         for t in range(n):
-            img = bg.copy()
+            img = bg[:, pan * t : pan * t + W].copy()
             for i in range(objects):
                 w, h = size[i]
                 if ground_plane:  # taller the lower they stand: 0.6x at the top, 1.3x at the bottom
@@ -205,6 +205,7 @@ def main() -> None:
         help="objects of one size growing down the image (a fixed camera's view)",
     )  # fmt: skip
     ap.add_argument("--presets", default="seed,recall")
+    ap.add_argument("--pan", type=int, default=0, help="the camera pans this many px a frame")
     ap.add_argument(
         "--hp", action="append", default=[], metavar="NAME=VALUE",
         help="a HardPositiveParams value other than its default (repeatable), e.g. max_gap=8",
@@ -217,10 +218,11 @@ def main() -> None:
     cases = []
     for v in range(args.videos):
         path = tmp / f"v{v}.mp4"
-        cases.append((path, make_case(path, args.frames, rng, k, clean=args.clean,
+        cases.append((path, make_case(path, args.frames, rng, k, clean=args.clean, pan=args.pan,
                                       ground_plane=args.ground_plane)))  # fmt: skip
     kind = "clean" if args.clean else "with real failure modes"
     kind += ", on a ground plane" if args.ground_plane else ""
+    kind += f", the camera panning {args.pan} px a frame" if args.pan else ""
     print(f"{args.videos} videos x {args.frames} frames, {W}x{H}, misses of 1..{k} frames, {kind}")
     for preset in args.presets.split(","):
         evaluate(args, preset, cases)

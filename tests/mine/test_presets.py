@@ -80,7 +80,7 @@ def test_motion_support_keeps_a_walker_detected_once_out_of_the_hard_negatives(t
 
     seed = judged(MinerParams(border_margin=5))
     assert seed.hard_negative.tolist() == [True, True]
-    moving = judged(MinerParams(border_margin=5, motion_support=0.01))
+    moving = judged(MinerParams(border_margin=5, motion_support=0.02))
     assert moving.hard_negative.tolist() == [False, True]
     assert moving.before[0] == Support.MOTION and moving.after[0] == Support.MOTION
     assert (moving.before_offset[0], moving.after_offset[0]) == (-2, 2)
@@ -108,7 +108,7 @@ def test_motion_support_measures_motion_against_the_scene_when_the_camera_pans(t
     video = write_video(tmp_path / "pan.mp4", frames)
     reader = VideoReader(video)
     dets = detections([(T, *walker, 0.9), (T, *false_box, 0.9)], N)
-    params = MinerParams(border_margin=5, motion_support=0.01)
+    params = MinerParams(border_margin=5, motion_support=0.02)
     (fv,) = [fv for fv in iter_flickers(reader, dets, params, width, height) if fv.index == T]
     assert fv.hard_negative.tolist() == [False, True]
     assert fv.before[0] == Support.MOTION
@@ -124,7 +124,7 @@ def test_motion_support_is_not_fooled_by_objects_passing_a_still_false_box(tmp_p
     video = write_video(tmp_path / "v.mp4", render_frames(N, sprites=[left, below]))
     reader = VideoReader(video)
     dets = detections([(T, *false_box, 0.9)], N)
-    params = MinerParams(border_margin=5, motion_support=0.01)
+    params = MinerParams(border_margin=5, motion_support=0.02)
     (fv,) = [fv for fv in iter_flickers(reader, dets, params, 320, 240) if fv.index == T]
     assert fv.hard_negative.tolist() == [True]
 
