@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 
 def available_cpus() -> int:
@@ -17,3 +19,19 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity masks here (macOS, Windows)
         return os.cpu_count() or 1
+
+
+def pyplot(what: str) -> Any:
+    """``matplotlib.pyplot`` on the headless Agg backend, or ``None`` (with a warning naming
+    ``what`` is not drawn) where matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.getLogger("flickermine").warning(
+            "matplotlib is not installed: no %s (pip install matplotlib)", what
+        )
+        return None
+    return plt

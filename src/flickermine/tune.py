@@ -10,7 +10,6 @@ most hard negatives at a chosen precision, written as a YAML file that ``mine --
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from flickermine._system import pyplot
 from flickermine.audit import (
     MATCH_IOU,
     AuditCounts,
@@ -31,8 +31,6 @@ from flickermine.mine.flicker import iter_flickers
 from flickermine.mine.outputs import mined_outputs
 from flickermine.mine.params import HardPositiveParams, MinerParams
 from flickermine.video import VideoReader
-
-logger = logging.getLogger(__name__)
 
 #: The grid searched by default: each parameter's values (the rest stay at the base preset's).
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -151,13 +149,8 @@ def best_setting(
 def plot_frontier(rows: list[dict[str, Any]], png: Path) -> bool:
     """Precision against yield for hard negatives and hard positives, every setting a dot and
     the frontier a line; False (nothing written) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed: no frontier plot (pip install matplotlib)")
+    plt = pyplot("frontier plot")
+    if plt is None:
         return False
     from flickermine._atomic import atomic_path
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from flickermine._atomic import atomic_write_bytes, atomic_write_text
+from flickermine._system import pyplot
 from flickermine.dataset.coco import Coco, CocoError, image_file
 from flickermine.errors import ConfigError, OutputExistsError
 from flickermine.evaluate.metrics import STAT_NAMES, coco_metrics, pct
@@ -221,12 +222,8 @@ def _pr_curve(gt: Coco, dets: list[dict[str, Any]], cid: Any) -> dict[str, list[
 
 
 def _plot_pr(curves: dict[str, dict[str, list[float]]], png: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot("precision-recall plot")
+    if plt is None:
         return
     from flickermine._atomic import atomic_path
 

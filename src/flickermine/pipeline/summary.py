@@ -4,14 +4,12 @@ against the control, as ``summary.json``, ``summary.md`` and ``summary.png``."""
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 from pathlib import Path
 from typing import Any
 
 from flickermine._atomic import atomic_path, atomic_write_text
-
-logger = logging.getLogger(__name__)
+from flickermine._system import pyplot
 
 METRICS = ("ap", "ap50", "fp_per_image")
 MINED = ("frames_added", "hard_negatives", "hard_positives", "hn_precision", "hp_precision",
@@ -110,13 +108,8 @@ def markdown(result: dict[str, Any], config: str, fp_threshold: float) -> str:
 def plot(result: dict[str, Any], png: Path) -> bool:
     """AP and false positives per image per round, one line per arm with ±sd bars; False
     (nothing written) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed: no summary plot")
+    plt = pyplot("summary plot")
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     arms = list(dict.fromkeys(e["arm"] for e in result["table"]))
